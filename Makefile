@@ -1,0 +1,60 @@
+# Peregrine: `make run` sets everything up and serves; `make test` runs the suite.
+# `make help` lists every target.
+
+SHELL       := /bin/bash
+PYTHON      ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+PIP         := $(VENV)/bin/pip
+RUN_DIR     ?= $(CURDIR)/.run
+export PEREGRINE_RUN_DIR ?= $(RUN_DIR)
+
+.DEFAULT_GOAL := help
+.PHONY: help system-deps venv build build-pure run services-up services-down test test-compiled test-pure bench bench-micro deploy-test clean
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+system-deps: ## Install the Debian/Ubuntu packages Peregrine needs (only what is missing).
+	@bash scripts/system-deps.sh
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.installed ## Create the virtualenv with pinned dependencies.
+
+build: venv ## Build the Cython extensions in place (pure Python when PEREGRINE_NO_EXTENSIONS=1).
+	@rm -f hotpath/*.so
+	$(PY) setup.py --quiet build_ext --inplace
+	@$(PY) -c "import hotpath.status as s; print(s.describe())"
+
+services-up: venv ## Start the private Postgres and memcached (idempotent).
+	@$(PY) -m app services up >/dev/null
+
+services-down: venv ## Stop the private Postgres and memcached.
+	@$(PY) -m app services down
+
+run: system-deps build ## Start Postgres + memcached, migrate, seed a demo catalog and serve on :8000.
+	@bash scripts/run.sh
+
+test: system-deps build ## Run the whole suite, compiled and then with the extensions disabled.
+	@bash scripts/test.sh
+
+test-compiled: build ## Run the suite once, with the compiled extensions.
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-pure: venv ## Run the suite once, with the extensions disabled.
+	PEREGRINE_NO_EXTENSIONS=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+bench-micro: build ## Micro-benchmarks of the hot path (prints µs per call).
+	$(PY) bench/micro/bench_jwt.py
+
+deploy-test: ## Run the Ansible playbooks against a debootstrap Debian root (see deploy/ansible/README.md).
+	@bash deploy/ansible/tests/chroot-test.sh
+
+clean: ## Remove build outputs (keeps .venv and .run).
+	rm -rf build dist *.egg-info hotpath/*.c hotpath/*.so hotpath/*.html
+	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

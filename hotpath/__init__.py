@@ -1,0 +1,7 @@
+"""Peregrine's critical path: CPU-only code with a compiled and a pure twin.
+
+Every module here follows one pattern: ``_x_py.py`` is the reference
+implementation, ``_x_c.pyx`` the compiled twin with the same API, and the
+facade ``x.py`` loads the compiled one unless ``PEREGRINE_NO_EXTENSIONS`` is
+set or it was not built. Application code imports facades only.
+"""
