@@ -1,0 +1,248 @@
+"""A bounded, gevent-safe Postgres connection pool.
+
+psycopg2's own pools raise at once when exhausted; this one waits up to
+``timeout`` seconds and then raises :class:`~app.errors.DatabaseUnavailable`
+(503 + Retry-After). It never hands out a connection that may be broken:
+
+* connections are checked out by one greenlet at a time and never shared;
+* on return, a connection that is closed, in an unknown transaction state,
+  or left mid-transaction and failing to roll back is discarded;
+* a checkout that ends with an exception other than an ordinary SQL error
+  (OperationalError, InterfaceError, gevent.Timeout, GreenletExit, ...) closes
+  the connection instead of returning it;
+* an idle connection whose socket is readable was closed by the server (e.g.
+  a Postgres restart) and is discarded at checkout, as is one past its
+  lifetime.
+
+Every connection carries server-side time bounds (statement, lock and
+idle-in-transaction timeouts) and TCP keepalives so no query can hang a
+request for longer than the configured budget.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import select
+import time
+
+import gevent
+import gevent.lock
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+
+from app.errors import DatabaseUnavailable, QueryTimeout
+
+log = logging.getLogger(__name__)
+
+_STATUS_IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+_STATUS_UNKNOWN = psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN
+
+
+class PooledConnection(psycopg2.extensions.connection):
+    """A psycopg2 connection that remembers when it was opened."""
+
+    created_at: float = 0.0
+
+
+class Pool:
+    """Hand out at most ``size`` Postgres connections, waiting up to ``timeout``."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        size: int = 10,
+        timeout: float = 1.0,
+        connect_timeout: float = 3.0,
+        max_lifetime: float = 1800.0,
+        statement_timeout_ms: int = 5000,
+        lock_timeout_ms: int = 2000,
+        idle_in_transaction_timeout_ms: int = 10000,
+        application_name: str | None = None,
+        metrics=None,
+    ):
+        self.dsn = dsn
+        self.size = size
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_lifetime = max_lifetime
+        self.metrics = metrics
+        self._idle: collections.deque[PooledConnection] = collections.deque()
+        # Counts connections checked out (or being opened). Idle ones only
+        # exist because they were once checked out, so open connections never
+        # exceed ``size`` either.
+        self._slots = gevent.lock.BoundedSemaphore(size)
+        self._connect_kwargs = {
+            "connection_factory": PooledConnection,
+            "application_name": application_name or f"peregrine-{os.getpid()}",
+            # psycogreen makes libpq asynchronous, and then libpq ignores
+            # connect_timeout; it is enforced with gevent.Timeout below too.
+            "connect_timeout": max(1, int(connect_timeout)),
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 15000,
+            "options": (
+                f"-c statement_timeout={statement_timeout_ms}"
+                f" -c lock_timeout={lock_timeout_ms}"
+                f" -c idle_in_transaction_session_timeout={idle_in_transaction_timeout_ms}"
+            ),
+        }
+
+    # -- checkout ---------------------------------------------------------
+
+    def acquire(self) -> PooledConnection:
+        started = time.monotonic()
+        if not self._slots.acquire(timeout=self.timeout):
+            self._count("db.pool.timeout")
+            raise DatabaseUnavailable("no database connection became free in time")
+        try:
+            conn = self._take_idle() or self._connect()
+        except BaseException:
+            self._slots.release()
+            raise
+        if self.metrics is not None:
+            self.metrics.timing("db.pool.wait_ms", (time.monotonic() - started) * 1000)
+        return conn
+
+    def release(self, conn: PooledConnection, *, discard: bool = False) -> None:
+        try:
+            if discard or not self._reusable(conn):
+                self._close(conn)
+            else:
+                self._idle.append(conn)
+        finally:
+            self._slots.release()
+
+    @contextlib.contextmanager
+    def connection(self):
+        """Check out a connection (autocommit mode) for the ``with`` block."""
+        conn = self.acquire()
+        discard = True
+        try:
+            yield conn
+            discard = False
+        except psycopg2.Error as ex:
+            # release() discards the connection if the error broke it.
+            discard = False
+            translated = _translate(ex, conn)
+            if translated is ex:
+                raise
+            raise translated from ex
+        except Exception:
+            discard = False  # an application error; release() rolls back
+            raise
+        finally:
+            # NOTE: a BaseException (gevent.Timeout, GreenletExit) may have
+            # cut a query short, leaving the protocol mid-flight: such a
+            # connection is closed rather than returned.
+            self.release(conn, discard=discard)
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """Run the ``with`` block in one transaction: commit on success, else roll back.
+
+        The rollback happens in :meth:`release`, which finds the connection
+        still in a transaction; a commit is only ever issued on success.
+        """
+        with self.connection() as conn:
+            with conn.cursor() as cur:
+                cur.execute("BEGIN")
+                yield conn
+                cur.execute("COMMIT")
+
+    def close(self) -> None:
+        while self._idle:
+            self._close(self._idle.popleft())
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    # -- internals --------------------------------------------------------
+
+    def _take_idle(self) -> PooledConnection | None:
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()  # LIFO keeps the hot connections warm
+            if now - conn.created_at > self.max_lifetime or _server_closed(conn):
+                self._close(conn)
+                continue
+            return conn
+        return None
+
+    def _connect(self) -> PooledConnection:
+        try:
+            with gevent.Timeout(self.connect_timeout):
+                conn = psycopg2.connect(self.dsn, **self._connect_kwargs)
+        except gevent.Timeout:
+            self._count("db.connect.error")
+            raise DatabaseUnavailable("the database did not answer in time") from None
+        except psycopg2.Error as ex:
+            self._count("db.connect.error")
+            log.warning("database connect failed: %s", str(ex).strip())
+            raise DatabaseUnavailable("the database is unavailable") from ex
+        conn.autocommit = True  # PERF: reads need no BEGIN/ROLLBACK round trips
+        conn.created_at = time.monotonic()
+        return conn
+
+    @staticmethod
+    def _reusable(conn: PooledConnection) -> bool:
+        if conn.closed:
+            return False
+        status = conn.info.transaction_status
+        if status == _STATUS_IDLE:
+            return True
+        if status == _STATUS_UNKNOWN:
+            return False
+        try:  # left in a transaction: roll back, or give up on it
+            # NOTE: conn.rollback() is a no-op in autocommit mode, so say it in SQL.
+            with conn.cursor() as cur:
+                cur.execute("ROLLBACK")
+            return conn.info.transaction_status == _STATUS_IDLE
+        except psycopg2.Error:
+            return False
+
+    @staticmethod
+    def _close(conn: PooledConnection) -> None:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    def _count(self, name: str) -> None:
+        if self.metrics is not None:
+            self.metrics.incr(name)
+
+
+def _server_closed(conn: PooledConnection) -> bool:
+    """True when an idle connection's socket is readable, i.e. the server hung up.
+
+    An idle backend sends nothing unless it is terminating (or we LISTEN,
+    which Peregrine never does), so readable means dead.
+    """
+    if conn.closed:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _translate(ex: psycopg2.Error, conn: PooledConnection) -> Exception:
+    """Map driver errors that mean "try later" to domain errors.
+
+    Deadlocks and serialization failures pass through unchanged: the caller
+    that knows the transaction is safe to repeat retries them.
+    """
+    if conn.closed or conn.info.transaction_status == _STATUS_UNKNOWN:
+        return DatabaseUnavailable("the database connection was lost")
+    if isinstance(ex, psycopg2.errors.QueryCanceled):
+        return QueryTimeout("the database took too long to answer")
+    if isinstance(ex, psycopg2.errors.LockNotAvailable):
+        return QueryTimeout("the data is busy; try again")
+    return ex

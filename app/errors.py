@@ -1,0 +1,195 @@
+"""Domain exceptions, and the one place they become HTTP responses.
+
+Resources and services raise these; :func:`register` installs the handlers
+that turn them (and falcon's own errors, and anything unexpected) into the
+contract's error envelope::
+
+    {"error": {"code": ..., "message": ..., "details": [...]}, "request_id": ...}
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import falcon
+import msgspec
+
+log = logging.getLogger(__name__)
+
+
+class AppError(Exception):
+    """An error with a contract code; subclasses fix the status and code."""
+
+    status = falcon.HTTP_500
+    code = "internal"
+    default_message = "internal error"
+
+    def __init__(self, message: str | None = None, *, details=None, headers=None):
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
+        self.details = details
+        self.headers = headers or {}
+
+
+class BadRequest(AppError):
+    status, code, default_message = falcon.HTTP_400, "bad_request", "the request is malformed"
+
+
+class Unauthorized(AppError):
+    status, code, default_message = falcon.HTTP_401, "unauthorized", "authentication required"
+
+    def __init__(self, message=None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("WWW-Authenticate", "Bearer")
+
+
+class Forbidden(AppError):
+    status, code, default_message = falcon.HTTP_403, "forbidden", "not allowed"
+
+
+class NotFound(AppError):
+    status, code, default_message = falcon.HTTP_404, "not_found", "not found"
+
+
+class Conflict(AppError):
+    status, code, default_message = falcon.HTTP_409, "conflict", "conflict"
+
+
+class OutOfStock(AppError):
+    status, code, default_message = falcon.HTTP_409, "out_of_stock", "not enough stock"
+
+
+class PreconditionFailed(AppError):
+    status, code = falcon.HTTP_412, "precondition_failed"
+    default_message = "the resource has changed"
+
+
+class PayloadTooLarge(AppError):
+    status, code = falcon.HTTP_413, "payload_too_large"
+    default_message = "the request body is too large"
+
+
+class UnsupportedMediaType(AppError):
+    status, code = falcon.HTTP_415, "unsupported_media_type"
+    default_message = "send application/json"
+
+
+class ValidationFailed(AppError):
+    status, code = falcon.HTTP_422, "validation_failed"
+    default_message = "the request is invalid"
+
+
+class RateLimited(AppError):
+    status, code, default_message = falcon.HTTP_429, "rate_limited", "too many requests"
+
+    def __init__(self, retry_after: int, message=None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.headers["Retry-After"] = str(max(1, int(retry_after)))
+
+
+class Unavailable(AppError):
+    """A dependency is down or saturated: the client should retry later."""
+
+    status, code = falcon.HTTP_503, "unavailable"
+    default_message = "the service is temporarily unavailable"
+
+    def __init__(self, message=None, *, retry_after: int = 1, **kwargs):
+        super().__init__(message, **kwargs)
+        self.headers["Retry-After"] = str(retry_after)
+
+
+class DatabaseUnavailable(Unavailable):
+    """Postgres is unreachable or the pool had no free connection in time."""
+
+
+class QueryTimeout(Unavailable):
+    """A statement or lock wait hit its server-side timeout."""
+
+
+class Error(msgspec.Struct, omit_defaults=True):
+    code: str
+    message: str
+    details: list[dict] | None = None
+
+
+class ErrorEnvelope(msgspec.Struct):
+    error: Error
+    request_id: str
+
+
+_encode = msgspec.json.Encoder().encode
+
+# falcon's status codes mapped to contract codes (anything else is generic).
+_FALCON_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 409: "conflict", 411: "bad_request",
+    412: "precondition_failed", 413: "payload_too_large", 414: "bad_request",
+    415: "unsupported_media_type", 422: "validation_failed", 429: "rate_limited",
+    431: "bad_request", 503: "unavailable",
+}
+_FALCON_MESSAGES = {
+    404: "no such resource", 405: "method not allowed on this resource",
+}
+
+
+def write_error(req, resp, status, code: str, message: str, details=None, headers=None):
+    """Render the error envelope into ``resp``."""
+    request_id = getattr(req.context, "request_id", "") or ""
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = _encode(
+        ErrorEnvelope(Error(code, message, details or None), request_id)
+    )
+    for name, value in (headers or {}).items():
+        resp.set_header(name, value)
+    req.context.error_code = code
+
+
+def _handle_app_error(req, resp, ex: AppError, params):
+    write_error(req, resp, ex.status, ex.code, ex.message, ex.details, ex.headers)
+
+
+def _handle_http_error(req, resp, ex: falcon.HTTPError, params):
+    status = ex.status_code
+    code = _FALCON_CODES.get(status, "internal" if status >= 500 else "bad_request")
+    message = ex.description or _FALCON_MESSAGES.get(status) or ex.title or "error"
+    write_error(req, resp, ex.status, code, message, headers=ex.headers)
+
+
+# "Expected `int` >= 1 - at `$.items[0].quantity`"
+_AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]*)`")
+_MISSING_FIELD = re.compile(r"missing required field `([^`]*)`")
+
+
+def validation_details(ex: msgspec.ValidationError) -> list[dict]:
+    """Turn msgspec's message into ``[{"field": "$.path", "message": ...}]``."""
+    match = _AT_PATH.match(str(ex))
+    message, path = match.group("message"), match.group("path") or "$"
+    named = _UNKNOWN_FIELD.search(message) or _MISSING_FIELD.search(message)
+    if named:
+        path = f"{path}.{named.group(1)}"
+    return [{"field": path, "message": message}]
+
+
+def _handle_validation_error(req, resp, ex: msgspec.ValidationError, params):
+    write_error(
+        req, resp, falcon.HTTP_422, "validation_failed",
+        "the request is invalid", validation_details(ex),
+    )
+
+
+def _handle_unexpected(req, resp, ex: Exception, params):
+    log.exception(
+        "unhandled error", extra={"request_id": getattr(req.context, "request_id", None)}
+    )
+    write_error(req, resp, falcon.HTTP_500, "internal", "internal error")
+
+
+def register(app: falcon.App) -> None:
+    """Install the handlers; falcon picks the most specific one per exception."""
+    app.add_error_handler(Exception, _handle_unexpected)
+    app.add_error_handler(falcon.HTTPError, _handle_http_error)
+    app.add_error_handler(AppError, _handle_app_error)
+    app.add_error_handler(msgspec.ValidationError, _handle_validation_error)

@@ -1,0 +1,74 @@
+"""``create_app``: the one place the application is assembled."""
+
+from __future__ import annotations
+
+import falcon
+
+from app import errors, logs, metrics as metrics_module, openapi
+from app.cache import Cache
+from app.config import Config
+from app.db import Pool
+from app.deps import Dependencies
+from app.middleware import RequestContext
+from app.operations import operation_of, responders
+from app.resources.docs import OpenAPIResource
+from app.routes import ROUTES
+
+
+class App(falcon.App):
+    """A falcon App that holds its worker's dependencies (closed on exit)."""
+
+    __slots__ = ("deps",)
+
+
+def create_app(
+    config: Config | None = None,
+    *,
+    pool: Pool | None = None,
+    cache: Cache | None = None,
+    metrics=None,
+    configure_logging: bool = True,
+) -> App:
+    """Build the WSGI application and its collaborators.
+
+    Called once per worker process (never in the gunicorn master), so every
+    socket it opens belongs to the worker that uses it.
+    """
+    config = config or Config.from_env()
+    if configure_logging:
+        logs.configure(config.log_level)
+    metrics = metrics or metrics_module.create(config.statsd_addr)
+    pool = pool or Pool(
+        config.database_url,
+        size=config.db_pool_size,
+        timeout=config.db_pool_timeout,
+        metrics=metrics,
+    )
+    cache = cache or Cache(
+        config.memcached_servers,
+        max_pool_size=max(config.worker_connections, 16),
+        metrics=metrics,
+    )
+    deps = Dependencies(config, pool, cache, metrics)
+
+    app = App(middleware=[RequestContext(metrics)])
+    app.resp_options.xml_error_serialization = False
+    errors.register(app)
+
+    document = openapi.build(ROUTES)
+    for route in ROUTES:
+        if route.resource is OpenAPIResource:
+            resource = OpenAPIResource(deps, document)
+        else:
+            resource = route.resource(deps)
+        _check_declared(route.template, resource)
+        app.add_route(route.template, resource)
+    app.deps = deps
+    return app
+
+
+def _check_declared(template: str, resource) -> None:
+    """Refuse to start if a responder does not say who may call it."""
+    for method in responders(resource):
+        if operation_of(resource, method) is None:
+            raise RuntimeError(f"{method} {template} has no @operation declaration")

@@ -1,0 +1,1 @@
+"""HTTP resources: thin nouns that parse, call a service and render."""

@@ -1,0 +1,122 @@
+# gunicorn configuration for Peregrine.
+#
+# This file runs in the gunicorn MASTER process. It must not import gevent,
+# psycopg2 or the application: the gevent worker monkey-patches itself after
+# the fork, and anything imported earlier would keep unpatched sockets and
+# locks. Only app.config (pure Python, no I/O) is imported here, so a bad
+# environment variable stops the master with a clear message.
+#
+# Every setting that matters can be changed with a PEREGRINE_* variable (see
+# README.md); the rest are fixed here with the reason beside them.
+
+from app.config import Config
+
+_config = Config.from_env()
+
+#
+# Server socket
+#
+#   bind - where to listen. Production binds a unix socket or loopback only:
+#          nginx in front buffers slow clients (slowloris) and bodies.
+#   backlog - pending connections the kernel queues for us.
+
+bind = [_config.bind]
+backlog = 2048
+
+#
+# Worker processes
+#
+#   workers - one per core: gevent serves concurrency inside each worker.
+#   worker_class - gevent-based; PEREGRINE_WORKER_CLASS picks another one
+#          (e.g. "gevent" for gunicorn's stock worker).
+#   worker_connections - greenlets per worker. The database pool, not this,
+#          bounds concurrent queries; requests over it wait up to
+#          PEREGRINE_DB_POOL_TIMEOUT and then get 503.
+#   timeout - for gevent workers only a heartbeat: a worker whose event loop
+#          is blocked this long is killed. It never bounds a request; the
+#          pool, statement and cache timeouts do.
+#   graceful_timeout - on TERM, in-flight requests get this long to finish.
+#          systemd's TimeoutStopSec must be larger.
+#   keepalive - seconds an idle keep-alive connection stays open; also the
+#          bound on reading request headers (slow clients).
+#   max_requests / max_requests_jitter - recycle a worker now and then as
+#          insurance against slow leaks; jitter staggers the restarts.
+#   preload_app - never with gevent: the app must be imported after the
+#          worker patched the standard library.
+
+workers = _config.workers
+worker_class = _config.worker_class
+worker_connections = _config.worker_connections
+timeout = 30
+graceful_timeout = 25
+keepalive = 5
+max_requests = 20000
+max_requests_jitter = 5000
+preload_app = False
+
+#
+# Request limits (request-smuggling and header-bomb hardening; bodies are
+# limited by the application to 64 KiB and by nginx).
+
+limit_request_line = 4094
+limit_request_fields = 100
+limit_request_field_size = 8190
+
+#
+# Logging
+#
+#   The application writes one JSON line per request, so gunicorn's access
+#   log is off; its error log goes to stderr (journald under systemd).
+
+accesslog = None
+errorlog = "-"
+loglevel = _config.log_level
+proc_name = "peregrine"
+
+# gunicorn >= 25 opens a control socket at one per-user default path, where
+# several instances on a host (tests, side-by-side apps) would collide. The
+# service is managed with signals and systemd, so it stays off.
+control_socket_disable = True
+
+#
+# Metrics
+#
+#   gunicorn's own instrumentation (workers, request rate) next to the
+#   application's per-route metrics.
+
+if _config.statsd_addr is not None:
+    statsd_host = "%s:%d" % _config.statsd_addr
+    statsd_prefix = "peregrine.gunicorn"
+
+#
+# Server hooks
+#
+
+
+def post_fork(server, worker):
+    """Make psycopg2 cooperative in the worker, before any connection opens."""
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()
+
+
+def post_worker_init(worker):
+    """Refuse to serve unless the worker really is green."""
+    import gevent.monkey
+    import psycopg2.extensions
+
+    if worker_class.startswith("gevent") or "Gevent" in worker_class:
+        if not gevent.monkey.is_module_patched("socket"):
+            raise RuntimeError("gevent did not patch the socket module")
+    if psycopg2.extensions.get_wait_callback() is None:
+        raise RuntimeError("psycopg2 is not green: psycogreen's wait callback is missing")
+    worker.log.info("worker %s ready: gevent patched, psycopg2 green", worker.pid)
+
+
+def worker_exit(server, worker):
+    """Close pooled connections so Postgres sees a clean goodbye."""
+    import sys
+
+    module = sys.modules.get("app.wsgi")
+    if module is not None:
+        module.application.deps.close()

@@ -1,0 +1,416 @@
+"""A gunicorn gevent worker whose HTTP/1.1 loop parses with llhttp.
+
+Use it with ``gunicorn -k hotpath.worker.GeventHTTPWorker``. Everything but
+the per-connection loop is gunicorn's ``GeventWorker``: monkey-patching in
+``init_process`` (so ``post_fork`` hooks such as psycogreen's keep working),
+the heartbeat, signals, graceful shutdown, ``max_requests``. The loop here
+reads with gevent sockets and leaves the CPU work (parsing glue, environ,
+response bytes) to ``hotpath.http``, compiled when built.
+
+Timeouts, none of which gunicorn's ``timeout`` (a heartbeat) gives:
+
+- request heads: ``keepalive`` seconds for a whole head, idle time on a
+  kept-alive connection included, as gunicorn does. ``keepalive = 0`` turns
+  keep-alive off but does NOT turn this bound off: heads then get
+  ``FALLBACK_HEADER_TIMEOUT`` seconds.
+- bodies and writes: ``timeout`` seconds for each socket read or write.
+
+Deliberate differences from gunicorn's ``gevent`` worker are listed in
+bench/README.md ("HTTP workers").
+"""
+
+import errno
+import ipaddress
+import os
+import socket
+import time
+from datetime import timedelta
+from io import BytesIO
+
+from gunicorn.glogging import Logger
+from gunicorn.http.wsgi import base_environ
+from gunicorn.workers.ggevent import GeventWorker
+
+from hotpath import http
+
+__all__ = ("GeventHTTPWorker",)
+
+#: Bytes asked of the socket per read.
+RECV_SIZE = 65536
+#: Unread body bytes the worker reads and drops to keep a connection open;
+#: past this it is cheaper for both sides to close it.
+DRAIN_LIMIT = 256 * 1024
+#: Seconds allowed for a request head when ``keepalive`` is 0.
+FALLBACK_HEADER_TIMEOUT = 5.0
+
+_CLOSE_QUIETLY = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN)
+
+
+class ClientDisconnected(OSError):
+    """The client closed or stalled before sending the whole body."""
+
+
+class GeventHTTPWorker(GeventWorker):
+    """gunicorn's gevent worker with an llhttp-based request loop."""
+
+    def init_process(self):
+        # PERF: settings are read once here; every cfg attribute goes through
+        # Config.__getattr__ (~21 lookups per request in the stock worker).
+        cfg = self.cfg
+        self.keepalive = cfg.keepalive > 0
+        self.header_timeout = cfg.keepalive if self.keepalive else FALLBACK_HEADER_TIMEOUT
+        self.io_timeout = cfg.timeout if cfg.timeout > 0 else None
+        self.limits = (cfg.limit_request_line, cfg.limit_request_fields,
+                       cfg.limit_request_field_size)
+        self.header_map = cfg.header_map
+        self.pre_request = cfg.pre_request
+        self.post_request = cfg.post_request
+        self.base_environ = base_environ(cfg)
+        self.base_environ.update({
+            "wsgi.multithread": True,
+            "wsgi.url_scheme": "https" if cfg.is_ssl else "http",
+            "SCRIPT_NAME": os.environ.get("SCRIPT_NAME", ""),
+        })
+        self._scheme_headers = cfg.secure_scheme_headers
+        self._trust_all = "*" in cfg.forwarded_allow_ips
+        self._trusted_networks = cfg.forwarded_allow_networks()
+        self._server_addresses = {}
+        # PERF: building access-log atoms is skipped when nothing consumes
+        # them; a Logger subclass (statsd) overrides access() and always gets
+        # called.
+        log = self.log
+        self.log_access = (type(log).access is not Logger.access
+                           or log.access_log_enabled)
+        if not self.keepalive:
+            self.log.info("keepalive = 0: connections close after each "
+                          "response; request heads still time out after %ss",
+                          FALLBACK_HEADER_TIMEOUT)
+        # GeventWorker.init_process patches, reinits the hub, then loads the
+        # app and runs: the stock order, so psycogreen in post_fork still works.
+        super().init_process()
+
+    def handle(self, listener, client, addr):
+        conn = Connection(self, listener, client, addr)
+        try:
+            conn.serve()
+        except ClientDisconnected as ex:
+            self.log.debug("Client went away: %s", ex)
+        except OSError as ex:
+            if isinstance(ex, socket.timeout) or ex.errno in _CLOSE_QUIETLY:
+                self.log.debug("Closing connection: %s", ex)
+            else:
+                self.log.exception("Socket error processing request.")
+        except SystemExit:
+            # As GeventWorker.handle_request: an app's SystemExit ends only
+            # this connection.
+            pass
+        finally:
+            conn.close()
+
+    def connection_environ(self, listener, client, addr):
+        """Return the environ template for one connection."""
+        environ = self.base_environ.copy()
+        environ["gunicorn.socket"] = client
+        if isinstance(addr, tuple):
+            environ["REMOTE_ADDR"] = addr[0]
+            environ["REMOTE_PORT"] = str(addr[1])
+        else:  # unix socket
+            environ["REMOTE_ADDR"] = addr.decode() if isinstance(addr, bytes) else addr
+        server = self._server_addresses.get(listener)
+        if server is None:
+            name = listener.getsockname()
+            # A unix socket has a path and no port, as in gunicorn without Host.
+            server = (name[0], str(name[1])) if isinstance(name, tuple) else (name, "")
+            self._server_addresses[listener] = server
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = server
+        return environ
+
+    def scheme_headers_for(self, addr):
+        """Return secure_scheme_headers if ``addr`` may set them, else {}."""
+        if not self._scheme_headers:
+            return {}
+        if self._trust_all or not isinstance(addr, tuple):
+            return self._scheme_headers
+        try:
+            ip = ipaddress.ip_address(addr[0])
+        except ValueError:
+            return {}
+        if any(ip in net for net in self._trusted_networks):
+            return self._scheme_headers
+        return {}
+
+    def count_request(self):
+        """Count a request towards max_requests; stop when it is reached."""
+        self.nr += 1
+        if self.nr >= self.max_requests and self.alive:
+            self.log.info("Autorestarting worker after current request.")
+            self.alive = False
+
+
+class Connection:
+    """Serve the HTTP/1.1 requests of one client socket, in order."""
+
+    __slots__ = ("worker", "sock", "addr", "parser", "timeout", "response")
+
+    def __init__(self, worker, listener, sock, addr):
+        self.worker = worker
+        self.sock = sock
+        self.addr = addr
+        self.parser = http.RequestParser(
+            worker.connection_environ(listener, sock, addr),
+            worker.limits,
+            worker.scheme_headers_for(addr),
+            worker.header_map,
+        )
+        self.timeout = None
+        self.response = None
+        if isinstance(addr, tuple):
+            # A streamed response is several small writes; without this
+            # Nagle plus delayed ACKs can hold each one back for 40 ms.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def close(self):
+        self.parser.close()
+        self.sock.close()
+
+    def serve(self):
+        while True:
+            req = self.next_request()
+            if req is None:
+                return
+            if not self.respond(req):
+                return
+            if not req.complete and not self.drain(req):
+                return
+
+    def set_timeout(self, seconds):
+        if seconds != self.timeout:
+            self.sock.settimeout(seconds)
+            self.timeout = seconds
+
+    def next_request(self):
+        """Return the next request head, or None to close the connection."""
+        parser = self.parser
+        requests = parser.requests
+        if requests:
+            return requests.popleft()
+        deadline = time.monotonic() + self.worker.header_timeout
+        while not parser.closed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self.set_timeout(remaining)
+            try:
+                data = self.sock.recv(RECV_SIZE)
+            except socket.timeout:
+                return None  # slow or idle client: gunicorn closes silently
+            if not data:
+                return None
+            parser.feed(data)
+            if requests:
+                return requests.popleft()
+        if parser.error is not None:
+            self.send_error(parser.error, 1)
+        return None
+
+    def pull(self, req):
+        """Read more of ``req``'s body from the socket into the parser."""
+        if req.body_error is not None:
+            raise req.body_error
+        if self.parser.closed:
+            raise ClientDisconnected("request body cut short")
+        if req.expect_continue:
+            req.expect_continue = False
+            response = self.response
+            if not req.discard and response is not None and response.head is None:
+                self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.set_timeout(self.worker.io_timeout)
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except socket.timeout:
+            raise ClientDisconnected("timed out reading the request body") from None
+        if not data:
+            raise ClientDisconnected("connection closed during the request body")
+        self.parser.feed(data)
+        if req.body_error is not None:
+            raise req.body_error
+
+    def drain(self, req):
+        """Skip the unread rest of ``req``'s body; False if not worth it."""
+        if req.expect_continue:
+            # The client waits for 100 Continue before sending the body and
+            # may never send it: only closing ends the request cleanly.
+            return False
+        if req.content_length - req.body_received > DRAIN_LIMIT:
+            return False
+        req.discard = True
+        req.body.clear()
+        try:
+            while not req.complete:
+                if req.body_received > DRAIN_LIMIT:
+                    return False
+                self.pull(req)
+        except (http.HttpError, ClientDisconnected):
+            return False
+        return True
+
+    def respond(self, req):
+        """Run the app for ``req``; return whether to keep the connection."""
+        worker = self.worker
+        worker.count_request()
+        environ = req.environ
+        if req.complete:
+            # PERF: the whole body (usually none) is here already: a C
+            # BytesIO reads faster than the lazy reader.
+            environ["wsgi.input"] = BytesIO(req.body)
+        else:
+            environ["wsgi.input"] = RequestBody(self, req)
+        response = self.response = Response(self, req)
+        worker.pre_request(worker, req)
+        start = time.perf_counter()
+        try:
+            response.run(worker.wsgi)
+            keep = response.keep_alive
+        except Exception as ex:
+            keep = self.app_failed(req, response, ex)
+        finally:
+            self.response = None
+            if worker.log_access:
+                elapsed = timedelta(seconds=time.perf_counter() - start)
+                worker.log.access(response, req, environ, elapsed)
+            try:
+                worker.post_request(worker, req, environ, response)
+            except Exception:
+                worker.log.exception("Exception in post_request hook")
+        return keep
+
+    def app_failed(self, req, response, ex):
+        """Answer a failed request if still possible; always close."""
+        log = self.worker.log
+        if response.head is not None:
+            # Part of the response is on the wire: all we can do is cut it.
+            log.exception("Error handling request %s %s", req.method, req.uri)
+            return False
+        if isinstance(ex, ClientDisconnected):
+            log.debug("Client went away: %s", ex)
+            return False
+        if isinstance(ex, http.HttpError):
+            error = ex
+        else:
+            log.exception("Error handling request %s %s", req.method, req.uri)
+            error = http.HttpError(500, "internal_error", "internal server error")
+        response.status = f"{error.status} {error.code}"
+        response.headers = []
+        self.send_error(error, req.version[1])
+        return False
+
+    def send_error(self, error, minor):
+        request_id = http.new_request_id()
+        if error.status < 500:
+            addr = self.addr[0] if isinstance(self.addr, tuple) else self.addr
+            self.worker.log.warning("Invalid request from ip=%s: %s (request_id=%s)",
+                                    addr, error.message, request_id)
+        self.set_timeout(self.worker.io_timeout)
+        try:
+            self.sock.sendall(http.error_response(error, request_id, minor))
+        except OSError:
+            self.worker.log.debug("Failed to send error message.")
+
+
+class Response:
+    """The WSGI side of one response: start_response, write, the result.
+
+    ``status``, ``headers`` and ``sent`` are what gunicorn's access log reads.
+    """
+
+    __slots__ = ("conn", "req", "status", "headers", "head", "sent", "keep_alive")
+
+    def __init__(self, conn, req):
+        self.conn = conn
+        self.req = req
+        self.status = None
+        self.headers = []
+        self.head = None
+        self.sent = 0
+        self.keep_alive = False
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info:
+            try:
+                if self.head is not None:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response() called twice")
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def run(self, app):
+        """Call the app and send what it returns (PEP 3333)."""
+        result = app(self.req.environ, self.start_response)
+        try:
+            # PERF: Falcon and most frameworks return [body]: the head and
+            # the body leave in one sendall, with no chunked framing.
+            if type(result) is list and len(result) == 1 and self.head is None:
+                self._send_head(result[0])
+            else:
+                for chunk in result:
+                    if chunk:
+                        self.write(chunk)
+                if self.head is None:
+                    self._send_head(b"")
+                elif self.head.chunked:
+                    self.conn.sock.sendall(b"0\r\n\r\n")
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        head = self.head
+        # Fewer bytes than the announced Content-Length leave the client
+        # waiting for the rest: only closing ends that response.
+        self.keep_alive = head.keep_alive and (head.length < 0 or head.omit_body
+                                               or self.sent >= head.length)
+
+    def _send_head(self, body):
+        if self.status is None:
+            raise AssertionError("the application did not call start_response()")
+        if type(body) is not bytes:
+            raise TypeError(f"{body!r} is not bytes")
+        conn = self.conn
+        req = self.req
+        worker = conn.worker
+        self.head = head = http.encode_response(
+            self.status, self.headers, req.version[1],
+            req.keep_alive and worker.alive and worker.keepalive,
+            req.method == "HEAD", body)
+        self.sent = head.body_sent
+        conn.set_timeout(worker.io_timeout)
+        conn.sock.sendall(head.data)
+
+    def write(self, data):
+        """Send body bytes: the WSGI write() callable and the result loop."""
+        head = self.head
+        if head is None:
+            if type(data) is not bytes:
+                raise TypeError(f"{data!r} is not bytes")
+            self._send_head(None)
+            head = self.head
+            prefix = head.data
+        else:
+            prefix = b""
+        if type(data) is not bytes:
+            raise TypeError(f"{data!r} is not bytes")
+        if head.omit_body or not data:
+            if prefix:
+                self.conn.sock.sendall(prefix)
+            return
+        if head.length >= 0:
+            data = data[:max(head.length - self.sent, 0)]
+        self.sent += len(data)
+        if head.chunked:
+            data = b"%x\r\n%b\r\n" % (len(data), data)
+        # PERF: the head and the first chunk leave in one sendall.
+        if prefix or data:
+            self.conn.sock.sendall(prefix + data)

@@ -1,0 +1,286 @@
+"""Property tests: the two JWT twins and PyJWT agree on mutated tokens.
+
+Tokens are signed by PyJWT, then maybe mutated (a character flipped, cut,
+re-padded, segments swapped, the ``alg`` changed). The pure and the compiled
+twin must agree on everything: the verdict, the refusal reason and the
+claims. PyJWT must agree on accept/refuse wherever the two designs overlap;
+each place where PyJWT is knowingly laxer or stricter is excluded from that
+comparison, with the reason, in ``pyjwt_comparable``.
+
+This file is apart from test_jwt_twins.py so a build without hypothesis can
+skip it.
+"""
+
+import base64
+import datetime
+import glob
+import hmac
+import json
+import os
+from unittest import mock
+
+import jwt as pyjwt
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import hotpath
+from hotpath import _jwt_py
+from hotpath._jwt_errors import InvalidTokenError
+
+
+def _load_compiled_twin():
+    try:
+        from hotpath import _jwt_c
+    except ImportError:
+        # A built but unimportable module is a failure, never a skip.
+        if glob.glob(os.path.join(os.path.dirname(hotpath.__file__), "_jwt_c*.so")):
+            raise
+        return None
+    return _jwt_c
+
+
+_jwt_c = _load_compiled_twin()
+NOT_BUILT = "hotpath/_jwt_c*.so is not built (python setup.py build_ext --inplace)"
+needs_compiled = pytest.mark.skipif(_jwt_c is None, reason=NOT_BUILT)
+
+KEY = bytes(range(100, 132))
+ISSUER = "peregrine"
+AUDIENCE = "peregrine:access"
+TYP = "at+jwt"
+NOW = 1_700_000_000
+TIME_CLAIMS = ("exp", "nbf", "iat")
+REGISTERED = ("exp", "nbf", "iat", "iss", "aud", "sub", "jti")
+FORBIDDEN_HEADERS = ("crit", "jku", "x5u", "jwk", "x5c")
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+PROPERTY_SETTINGS = settings(
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+# Lone surrogates are excluded: json.dumps escapes them and json.loads
+# (PyJWT) takes them back, msgspec refuses them. Our issuer never signs one.
+text = st.text(st.characters(exclude_categories=("Cs",)), max_size=8)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+    max_leaves=6,
+)
+near_times = st.integers(NOW - 90, NOW + 90)
+time_values = st.one_of(
+    near_times,
+    near_times.map(lambda t: t + 0.5),
+    st.booleans(),
+    near_times.map(str),
+    st.none(),
+)
+claims = st.fixed_dictionaries(
+    {
+        "exp": time_values,
+        "iss": st.sampled_from([ISSUER, "other", 7]),
+        "aud": st.sampled_from(
+            [AUDIENCE, "other", [AUDIENCE], ["other", AUDIENCE], ["other"], [], [AUDIENCE, 7]]
+        ),
+        "sub": st.sampled_from(["user-42", "", 42, None]),
+    },
+    optional={"nbf": time_values, "iat": time_values},
+).flatmap(
+    lambda base: st.tuples(
+        st.just(base),
+        st.sets(st.sampled_from(sorted(base)), max_size=2),
+        st.dictionaries(text.filter(lambda k: k not in REGISTERED), json_values, max_size=3),
+    )
+).map(
+    # Drop a few claims, add some unregistered ones.
+    lambda parts: {
+        **{k: v for k, v in parts[0].items() if k not in parts[1]},
+        **parts[2],
+    }
+)
+headers = st.fixed_dictionaries(
+    {"typ": st.sampled_from([TYP, "JWT", None])},
+    optional={
+        "kid": text,
+        "cty": text,
+        "jku": st.just("https://attacker.example/keys"),
+    },
+)
+
+
+def b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def resign_with_alg(token, alg):
+    """Give the token another ``alg`` and a valid HS256 MAC over it."""
+    header_b64, payload_b64, _ = token.split(".")
+    header = json.loads(base64.urlsafe_b64decode(header_b64 + "=="))
+    if alg is None:
+        header.pop("alg")
+    else:
+        header["alg"] = alg
+    signing_input = f"{b64(json.dumps(header).encode())}.{payload_b64}"
+    return f"{signing_input}.{b64(hmac.digest(KEY, signing_input.encode(), 'sha256'))}"
+
+
+@st.composite
+def mutated(draw, token):
+    """Return ``(kind, token)``: the token, maybe changed in one way."""
+    kind = draw(
+        st.sampled_from(
+            ["none", "flip", "cut", "insert", "repad", "swap", "alg", "segments"]
+        )
+    )
+    position = draw(st.integers(0, len(token) - 1))
+    char = draw(st.sampled_from(ALPHABET + ".=+/ \n!é"))
+    parts = token.split(".")
+    if kind == "flip":
+        token = token[:position] + char + token[position + 1 :]
+    elif kind == "cut":
+        token = token[:position]
+    elif kind == "insert":
+        token = token[:position] + char + token[position:]
+    elif kind == "repad":
+        index = draw(st.integers(0, 2))
+        parts[index] += draw(st.sampled_from(["=", "==", "==="]))
+        token = ".".join(parts)
+    elif kind == "swap":
+        i, j = draw(st.sampled_from([(0, 1), (1, 2), (0, 2)]))
+        parts[i], parts[j] = parts[j], parts[i]
+        token = ".".join(parts)
+    elif kind == "alg":
+        alg = draw(st.sampled_from(["none", "NONE", "HS512", "RS256", "hs256", None]))
+        token = resign_with_alg(token, alg)
+    elif kind == "segments":
+        token = draw(st.sampled_from([".".join(parts[:2]), f"{token}.{parts[2]}"]))
+    return kind, token
+
+
+def outcome(twin, token, **options):
+    """What ``verify`` did: ``("ok", claims)`` or ``("refused", reason)``."""
+    try:
+        return "ok", twin.verify(token, KEY, **options)
+    except InvalidTokenError as ex:
+        return "refused", ex.reason
+
+
+class _FrozenDatetime(datetime.datetime):
+    """Stands in for ``datetime`` in PyJWT so it checks times at ``at``."""
+
+    at = 0
+
+    @classmethod
+    def now(cls, tz=None):
+        return datetime.datetime.fromtimestamp(cls.at, tz)
+
+
+def pyjwt_outcome(token, now, leeway):
+    """PyJWT's verdict with the same checks; ``None`` when it refuses."""
+    _FrozenDatetime.at = now
+    try:
+        with mock.patch.object(pyjwt.api_jwt, "datetime", _FrozenDatetime):
+            result = pyjwt.decode(
+                token,
+                KEY,
+                algorithms=["HS256"],
+                audience=AUDIENCE,
+                issuer=ISSUER,
+                leeway=leeway,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+    except pyjwt.PyJWTError:
+        return None
+    # PyJWT does not check typ (RFC 8725 §3.11); do it as the app would.
+    return result if pyjwt.get_unverified_header(token).get("typ") == TYP else None
+
+
+def pyjwt_comparable(kind, token, header, payload, now, leeway):
+    """Whether the token is in the domain where PyJWT and we must agree."""
+    if kind == "repad":
+        # PyJWT 2.15 takes '=' padding (pyjwt#1211, for AWS ALB tokens);
+        # RFC 7515 §2 omits it and we refuse it.
+        return False
+    if len(token) > _jwt_py.MAX_TOKEN_LENGTH:
+        return False  # PyJWT has no length cap; we refuse before parsing.
+    if any(name in header for name in FORBIDDEN_HEADERS):
+        return False  # PyJWT ignores jku/x5u/jwk/x5c; we refuse them.
+    for name in TIME_CLAIMS:
+        if name in payload:
+            value = payload[name]
+            # PyJWT int()s times: it takes "123" and True, and truncates
+            # 1.5; we take JSON numbers only and compare them exactly.
+            if type(value) is not int:
+                return False
+    # PyJWT expires at exp == now - leeway; we allow up to exp + leeway.
+    return payload.get("exp") != now - leeway
+
+
+times = st.tuples(st.integers(NOW - 60, NOW + 60), st.sampled_from([0, 1, 30]))
+
+
+@PROPERTY_SETTINGS
+@given(claims=claims, header=headers, data=st.data(), clock=times)
+def test_twins_and_pyjwt_agree_on_mutated_tokens(claims, header, data, clock):
+    now, leeway = clock
+    signed = pyjwt.encode(claims, KEY, algorithm="HS256", headers=header)
+    kind, token = data.draw(mutated(signed), label="mutation")
+    options = {"issuer": ISSUER, "audience": AUDIENCE, "typ": TYP, "now": now, "leeway": leeway}
+
+    expected = outcome(_jwt_py, token, **options)
+    if _jwt_c is not None:
+        assert outcome(_jwt_c, token, **options) == expected
+    if kind == "none":
+        assert expected[0] == "ok" or expected[1] not in ("malformed", "bad_signature")
+
+    if pyjwt_comparable(kind, token, header, claims, now, leeway):
+        by_pyjwt = pyjwt_outcome(token, now, leeway)
+        if expected[0] == "ok":
+            assert by_pyjwt == expected[1]
+        else:
+            assert by_pyjwt is None, expected[1]
+
+
+@needs_compiled
+@PROPERTY_SETTINGS
+@given(
+    claims=claims,
+    kid=st.one_of(st.none(), text, st.integers()),
+    table=st.dictionaries(text, st.sampled_from([KEY, bytes(32), KEY * 2]), max_size=3),
+)
+def test_twins_agree_on_key_tables(claims, kid, table):
+    header = {"alg": "HS256", "typ": TYP}
+    if kid is not None:
+        header["kid"] = kid
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    token = f"{signing_input}.{b64(hmac.digest(KEY, signing_input.encode(), 'sha256'))}"
+    options = {"issuer": ISSUER, "audience": AUDIENCE, "typ": TYP, "now": NOW}
+    assert outcome(_jwt_c, token, **options) == outcome(_jwt_py, token, **options)
+
+
+@needs_compiled
+@PROPERTY_SETTINGS
+@given(token=st.one_of(st.text(max_size=5000), st.binary(max_size=5000)))
+def test_twins_refuse_arbitrary_input_alike(token):
+    # Fuzz: any input is refused with the same reason, never a crash.
+    options = {"issuer": ISSUER, "audience": AUDIENCE, "typ": TYP, "now": NOW}
+    expected = outcome(_jwt_py, token, **options)
+    assert expected[0] == "refused"
+    assert outcome(_jwt_c, token, **options) == expected
+
+
+@needs_compiled
+@PROPERTY_SETTINGS
+@given(
+segments=st.lists(st.text(ALPHABET, max_size=60), min_size=3, max_size=3))
+def test_twins_agree_on_base64url_edge_cases(segments):
+    # Well-formed shapes with every trailing character: exercises the
+    # canonical-bits and decoding paths rather than the alphabet check.
+    token = ".".join(segments)
+    options = {"issuer": ISSUER, "audience": AUDIENCE, "typ": TYP, "now": NOW}
+    assert outcome(_jwt_c, token, **options) == outcome(_jwt_py, token, **options)
