@@ -55,13 +55,14 @@ def create_app(
     app.resp_options.xml_error_serialization = False
     errors.register(app)
 
+    for route in ROUTES:
+        _check_declared(route.template, route.resource)
     document = openapi.build(ROUTES)
     for route in ROUTES:
         if route.resource is OpenAPIResource:
             resource = OpenAPIResource(deps, document)
         else:
             resource = route.resource(deps)
-        _check_declared(route.template, resource)
         app.add_route(route.template, resource)
     app.deps = deps
     return app

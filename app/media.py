@@ -78,6 +78,8 @@ def read_json(req: falcon.Request, schema: type):
         raise  # mapped to 422 with the field path
     except msgspec.DecodeError as ex:
         raise BadRequest(f"the body is not valid JSON: {ex}") from None
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not valid UTF-8") from None
 
 
 def read_query(req: falcon.Request, schema: type):

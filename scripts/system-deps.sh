@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install the Debian/Ubuntu packages Peregrine needs, and only those missing.
+# Safe to run repeatedly; does nothing when everything is present.
+set -euo pipefail
+
+missing=()
+have_pg_tool() { command -v "$1" >/dev/null 2>&1 || compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null; }
+
+have_pg_tool initdb && have_pg_tool pg_ctl || missing+=(postgresql)
+command -v memcached >/dev/null 2>&1 || [ -x /usr/bin/memcached ] || missing+=(memcached)
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+python3 - <<'PY' >/dev/null 2>&1 || missing+=(python3-dev)
+import os, sys, sysconfig
+sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)
+PY
+[ -e /usr/include/openssl/hmac.h ] || missing+=(libssl-dev)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "system packages: all present"
+  exit 0
+fi
+
+echo "system packages: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "need root (or sudo) to apt-get install ${missing[*]}" >&2; exit 1; }
+  SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The packaged services are not needed: Peregrine starts private instances.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now memcached >/dev/null 2>&1 || true
+fi
+echo "system packages: done"

@@ -1,0 +1,123 @@
+"""The command-line interface people, tests and deployment use."""
+
+import os
+import subprocess
+import sys
+
+import psycopg2
+import pytest
+
+from app.migrate import migrate
+from app.seed import SEED_PASSWORD, seed
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def cli(*args, env=None, check=True):
+    result = subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO,
+                            env={**os.environ, **(env or {})}, capture_output=True,
+                            text=True, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def test_services_up_is_idempotent_and_prints_exports(run_dir):
+    env = {"PEREGRINE_RUN_DIR": str(run_dir / "cli-stack")}
+    try:
+        first = cli("services", "up", env=env).stdout
+        second = cli("services", "up", env=env).stdout
+        assert first == second, "a second `up` changed ports or secrets"
+        exports = dict(line.removeprefix("export ").split("=", 1)
+                       for line in first.splitlines())
+        assert set(exports) == {"PEREGRINE_DATABASE_URL", "PEREGRINE_MEMCACHED_SERVERS",
+                                "PEREGRINE_JWT_SECRET"}
+        conn = psycopg2.connect(exports["PEREGRINE_DATABASE_URL"])
+        conn.close()
+        assert "running" in cli("services", "status", env=env).stdout
+    finally:
+        cli("services", "down", env=env)
+    assert "stopped" in cli("services", "status", env=env).stdout
+
+
+def test_migrate_twice_applies_once(postgres, db):
+    assert migrate(postgres.dsn(), log=lambda message: None) == []
+    with db.cursor() as cur:
+        cur.execute("SELECT version FROM schema_migrations ORDER BY version")
+        assert [row[0] for row in cur.fetchall()][0] == 1
+
+
+def test_migrate_cli_reports_up_to_date(base_env, db):
+    out = cli("migrate", env=base_env).stdout
+    assert "up to date" in out
+
+
+def test_missing_configuration_is_a_clear_error():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEREGRINE_")}
+    result = subprocess.run([sys.executable, "-m", "app", "migrate"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "PEREGRINE_DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_short_jwt_secret(base_env):
+    result = cli("serve", env={**base_env, "PEREGRINE_JWT_SECRET": "short"}, check=False)
+    assert result.returncode == 2
+    assert "PEREGRINE_JWT_SECRET" in result.stderr and "32 bytes" in result.stderr
+
+
+@pytest.fixture
+def second_database(postgres):
+    conn = psycopg2.connect(postgres.admin_dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("DROP DATABASE IF EXISTS seed_check")
+        cur.execute("CREATE DATABASE seed_check OWNER peregrine")
+    dsn = postgres.dsn("seed_check")
+    migrate(dsn, log=lambda message: None)
+    yield dsn
+    with conn.cursor() as cur:
+        cur.execute("DROP DATABASE seed_check WITH (FORCE)")
+    conn.close()
+
+
+def snapshot(dsn):
+    conn = psycopg2.connect(dsn)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT id, sku, name, price, stock FROM products ORDER BY sku")
+        products = cur.fetchall()
+        cur.execute("SELECT id, email FROM users ORDER BY email")
+        users = cur.fetchall()
+    conn.close()
+    return products, users
+
+
+def test_seed_is_deterministic_and_safe_to_repeat(postgres, db, second_database):
+    first = seed(postgres.dsn(), products=300, users=3, seed_value=7)
+    assert (first.categories, first.products, first.users) == (20, 300, 3)
+    again = seed(postgres.dsn(), products=300, users=3, seed_value=7)
+    assert (again.categories, again.products, again.users) == (0, 0, 0)
+    seed(second_database, products=300, users=3, seed_value=7)
+    assert snapshot(postgres.dsn()) == snapshot(second_database)
+
+
+def test_seeded_users_have_the_documented_password(postgres, db):
+    from app.passwords import HASHER
+
+    seed(postgres.dsn(), products=0, users=1, seed_value=3)
+    with db.cursor() as cur:
+        cur.execute("SELECT password_hash FROM users")
+        assert HASHER.verify(cur.fetchone()[0], SEED_PASSWORD)
+
+
+def test_create_user_cli(base_env, db):
+    out = cli("create-user", "--email", "Admin@Example.test", "--password", "correct horse",
+              "--role", "admin", env=base_env).stdout
+    assert "created admin Admin@Example.test" in out
+    duplicate = cli("create-user", "--email", "admin@example.test", "--password",
+                    "another pass", env=base_env, check=False)
+    assert duplicate.returncode == 2 and "already exists" in duplicate.stderr
+    with db.cursor() as cur:
+        cur.execute("SELECT role FROM users")
+        assert cur.fetchall() == [("admin",)]

@@ -1,0 +1,163 @@
+"""The Postgres pool against a real server."""
+
+import time
+
+import gevent
+import psycopg2
+import pytest
+from psycogreen.gevent import patch_psycopg
+
+from app.db import Pool
+from app.errors import DatabaseUnavailable, QueryTimeout
+
+
+@pytest.fixture(autouse=True, scope="module")
+def green_psycopg2():
+    """Cooperative psycopg2 here as in the workers, so greenlets overlap."""
+    import psycopg2.extensions
+
+    previous = psycopg2.extensions.get_wait_callback()
+    patch_psycopg()
+    yield
+    psycopg2.extensions.set_wait_callback(previous)
+
+
+def backends(admin_conn, application_name):
+    with admin_conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                    (application_name,))
+        return cur.fetchone()[0]
+
+
+def test_pool_never_opens_more_than_its_size(postgres, db):
+    pool = Pool(postgres.dsn(), size=3, timeout=5, application_name="pool-size-test")
+    in_flight, peak = 0, 0
+
+    def work():
+        nonlocal in_flight, peak
+        with pool.connection() as conn, conn.cursor() as cur:
+            in_flight += 1
+            peak = max(peak, in_flight)
+            cur.execute("SELECT pg_sleep(0.05)")
+            in_flight -= 1
+
+    observed = []
+
+    def watch():
+        for _ in range(30):
+            observed.append(backends(db, "pool-size-test"))
+            gevent.sleep(0.01)
+
+    watcher = gevent.spawn(watch)
+    gevent.joinall([gevent.spawn(work) for _ in range(20)], raise_error=True)
+    watcher.join()
+    assert peak == 3, "greenlets did not overlap or the pool let too many through"
+    assert max(observed) <= 3
+    pool.close()
+
+
+def test_exhausted_pool_raises_unavailable_within_its_timeout(postgres):
+    pool = Pool(postgres.dsn(), size=2, timeout=0.3)
+    held = [pool.acquire(), pool.acquire()]
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailable):
+        pool.acquire()
+    waited = time.monotonic() - started
+    assert 0.3 <= waited < 0.8
+    for conn in held:
+        pool.release(conn)
+    with pool.connection() as conn:  # a slot is free again
+        assert not conn.closed
+    pool.close()
+
+
+def test_waiter_gets_a_connection_released_before_its_timeout(postgres):
+    pool = Pool(postgres.dsn(), size=1, timeout=2)
+    conn = pool.acquire()
+    gevent.spawn_later(0.1, pool.release, conn)
+    started = time.monotonic()
+    with pool.connection():
+        assert time.monotonic() - started < 1.0
+    pool.close()
+
+
+def test_connection_killed_mid_query_is_discarded_and_its_work_rolled_back(postgres, db):
+    pool = Pool(postgres.dsn(), size=1, timeout=1)
+    with db.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS pool_probe (n int)")
+        cur.execute("TRUNCATE pool_probe")
+    with pytest.raises(gevent.Timeout):
+        with gevent.Timeout(0.1):
+            with pool.transaction() as conn, conn.cursor() as cur:
+                cur.execute("INSERT INTO pool_probe VALUES (1)")
+                cur.execute("SELECT pg_sleep(2)")
+    assert pool.idle_count == 0, "a connection cut mid-query went back to the pool"
+    with pool.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pool_probe")
+        assert cur.fetchone()[0] == 0
+    pool.close()
+    with db.cursor() as cur:
+        cur.execute("DROP TABLE pool_probe")
+
+
+def test_sql_error_keeps_the_connection_and_rolls_back(postgres):
+    pool = Pool(postgres.dsn(), size=1, timeout=1)
+    with pytest.raises(psycopg2.errors.DivisionByZero):
+        with pool.transaction() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1/0")
+    assert pool.idle_count == 1
+    with pool.connection() as conn:
+        assert conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+    pool.close()
+
+
+def test_statement_timeout_maps_to_query_timeout_and_connection_survives(postgres):
+    pool = Pool(postgres.dsn(), size=1, timeout=1, statement_timeout_ms=100)
+    with pytest.raises(QueryTimeout):
+        with pool.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT pg_sleep(1)")
+    with pool.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+    pool.close()
+
+
+def test_connections_carry_server_side_time_bounds(postgres):
+    pool = Pool(postgres.dsn(), size=1, statement_timeout_ms=1234, lock_timeout_ms=567,
+                idle_in_transaction_timeout_ms=8910, application_name="bounds-test")
+    with pool.connection() as conn, conn.cursor() as cur:
+        cur.execute("SHOW statement_timeout")
+        assert cur.fetchone()[0] == "1234ms"
+        cur.execute("SHOW lock_timeout")
+        assert cur.fetchone()[0] == "567ms"
+        cur.execute("SHOW idle_in_transaction_session_timeout")
+        assert cur.fetchone()[0] == "8910ms"
+        cur.execute("SHOW application_name")
+        assert cur.fetchone()[0] == "bounds-test"
+    pool.close()
+
+
+def test_unreachable_database_fails_fast_with_unavailable():
+    from app.services import free_port
+
+    pool = Pool(f"postgresql://nobody@127.0.0.1:{free_port()}/none", size=1,
+                timeout=1, connect_timeout=1)
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailable):
+        pool.acquire()
+    assert time.monotonic() - started < 2
+    # The failed connect gave its slot back.
+    with pytest.raises(DatabaseUnavailable):
+        pool.acquire()
+
+
+def test_idle_connections_closed_by_a_server_restart_are_replaced(postgres):
+    pool = Pool(postgres.dsn(), size=2, timeout=2)
+    with pool.connection():
+        pass
+    assert pool.idle_count == 1
+    postgres.restart()
+    with pool.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+    pool.close()
