@@ -226,7 +226,6 @@ class RequestParser:
         self._head_bytes = 0
         self._fields = 0
         self._scheme = None
-        self._pending = None
 
     def feed(self, data):
         """Parse ``data``; protocol errors are recorded, never raised."""
@@ -237,10 +236,14 @@ class RequestParser:
         except httptools.HttpParserUpgrade:
             # llhttp stops at an Upgrade request (served as plain HTTP) and
             # what follows is another protocol: close after answering.
-            self.requests[-1].keep_alive = False
+            self._req.keep_alive = False
             self.closed = True
         except httptools.HttpParserCallbackError as ex:
-            self._failed(self._pending or _bad_request(str(ex)))
+            # httptools keeps what a callback raised as the context; anything
+            # but an HttpError is a bug here and must surface.
+            if not isinstance(ex.__context__, HttpError):
+                raise ex.__context__ or ex
+            self._failed(ex.__context__)
         except httptools.HttpParserInvalidMethodError:
             self._failed(_bad_request("invalid method"))
         except httptools.HttpParserInvalidURLError:
@@ -266,11 +269,6 @@ class RequestParser:
         else:
             self.error = error
 
-    def _fail(self, error):
-        # httptools wraps exceptions raised in callbacks; keep the original.
-        self._pending = error
-        raise error
-
     # -- httptools callbacks ----------------------------------------------
 
     def on_message_begin(self):
@@ -284,17 +282,17 @@ class RequestParser:
     def on_url(self, url):
         url = self._url + url
         if len(url) > self._line_limit:
-            self._fail(HttpError(414, "uri_too_long", "request line too long"))
+            raise HttpError(414, "uri_too_long", "request line too long")
         self._url = url
 
     def on_header(self, name, value):
         self._fields += 1
         if self._fields > self._fields_limit:
-            self._fail(_too_large("too many header fields"))
+            raise _too_large("too many header fields")
         # The field line is "name: value"; llhttp has already taken off the
         # OWS before the value, so count the one SP a client normally sends.
         if len(name) + len(value) + 4 > self._field_size_limit:
-            self._fail(_too_large("header field too large"))
+            raise _too_large("header field too large")
         if not self._in_head:
             return  # a chunked trailer: checked against the limits, not kept
         upper, key, kind = _map_name(name)
@@ -306,13 +304,13 @@ class RequestParser:
             if self._header_map == "drop":
                 return
             if self._header_map != "dangerous":
-                self._fail(_bad_request(f"invalid header name {upper}"))
+                raise _bad_request(f"invalid header name {upper}")
         if kind:
             self._special_header(req, kind, upper, value)
         if upper in self._scheme_headers:
             scheme = "https" if value == self._scheme_headers[upper] else "http"
             if self._scheme is not None and scheme != self._scheme:
-                self._fail(_bad_request("contradictory scheme headers"))
+                raise _bad_request("contradictory scheme headers")
             self._scheme = scheme
         req.headers.append((upper, value))
         if key in env:
@@ -324,7 +322,7 @@ class RequestParser:
         if kind == _HOST or kind == _CONTENT_TYPE:
             # RFC 9110 5.3: a singleton field cannot be combined.
             if ("HTTP_HOST" if kind == _HOST else "CONTENT_TYPE") in req.environ:
-                self._fail(_bad_request(f"duplicate {upper} header"))
+                raise _bad_request(f"duplicate {upper} header")
         elif kind == _CONTENT_LENGTH:
             # llhttp has rejected non-digits, a sign and duplicates.
             req.content_length = int(value)
@@ -332,12 +330,12 @@ class RequestParser:
             # Only a lone "chunked" frames a request body the same way in
             # every proxy; llhttp alone would accept "gzip, chunked".
             if value.lower() != "chunked":
-                self._fail(_bad_request("unsupported transfer coding"))
+                raise _bad_request("unsupported transfer coding")
             req.chunked = True
         elif kind == _EXPECT:
             if value.lower() != "100-continue":
-                self._fail(HttpError(417, "expectation_failed",
-                                     "unsupported expectation"))
+                raise HttpError(417, "expectation_failed",
+                                     "unsupported expectation")
             req.expect_continue = True
 
     def on_headers_complete(self):
@@ -353,18 +351,18 @@ class RequestParser:
             # RFC 9110 10.1.1: a 1.0 request's 100-continue is ignored.
             req.expect_continue = False
             if req.chunked:
-                self._fail(_bad_request("chunked body in an HTTP/1.0 request"))
+                raise _bad_request("chunked body in an HTTP/1.0 request")
         else:
-            self._fail(_bad_request("unsupported HTTP version"))
+            raise _bad_request("unsupported HTTP version")
         if len(method) + len(url) + 10 > self._line_limit:
-            self._fail(HttpError(414, "uri_too_long", "request line too long"))
+            raise HttpError(414, "uri_too_long", "request line too long")
         if method == b"CONNECT":
-            self._fail(_bad_request("CONNECT is not supported"))
+            raise _bad_request("CONNECT is not supported")
         if parser.should_upgrade():
             # Served as plain HTTP, then closed; a body would be left unread
             # by llhttp, so refuse instead of handing the app an empty one.
             if req.chunked or req.content_length > 0:
-                self._fail(_bad_request("Upgrade request with a body"))
+                raise _bad_request("Upgrade request with a body")
         path, query = _split_target(method, url)
         env = req.environ
         req.method = env["REQUEST_METHOD"] = method.decode("ascii")
@@ -374,8 +372,8 @@ class RequestParser:
         script_name = env["SCRIPT_NAME"]
         if script_name:
             if not path.startswith(script_name):
-                self._fail(HttpError(500, "internal_error",
-                                     "path outside SCRIPT_NAME"))
+                raise HttpError(500, "internal_error",
+                                     "path outside SCRIPT_NAME")
             path = path[len(script_name):]
         env["PATH_INFO"] = path
         env["SERVER_PROTOCOL"] = "HTTP/1.1" if req.version[1] else "HTTP/1.0"

@@ -224,7 +224,6 @@ class Connection:
             response = self.response
             if not req.discard and response is not None and response.head is None:
                 self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self.set_timeout(self.worker.io_timeout)
         try:
             data = self.sock.recv(RECV_SIZE)
         except socket.timeout:
@@ -266,6 +265,8 @@ class Connection:
         else:
             environ["wsgi.input"] = RequestBody(self, req)
         response = self.response = Response(self, req)
+        # One timeout for the body reads and the writes of this request.
+        self.set_timeout(worker.io_timeout)
         worker.pre_request(worker, req)
         start = time.perf_counter()
         try:
@@ -315,6 +316,67 @@ class Connection:
             self.sock.sendall(http.error_response(error, request_id, minor))
         except OSError:
             self.worker.log.debug("Failed to send error message.")
+
+
+class RequestBody:
+    """``wsgi.input`` for a body still arriving: reads pull from the socket.
+
+    Only as many bytes are read from the socket as the app asks for (one
+    socket read at a time); ``Expect: 100-continue`` is answered on the
+    first read that needs the network.
+    """
+
+    __slots__ = ("_conn", "_req")
+
+    def __init__(self, conn, req):
+        self._conn = conn
+        self._req = req
+
+    def read(self, size=-1):
+        req = self._req
+        buf = req.body
+        if size is None or size < 0:
+            while not req.complete:
+                self._conn.pull(req)
+            size = len(buf)
+        else:
+            while len(buf) < size and not req.complete:
+                self._conn.pull(req)
+        data = bytes(buf[:size])
+        del buf[:size]
+        return data
+
+    def readline(self, size=-1):
+        req = self._req
+        buf = req.body
+        start = 0
+        while True:
+            end = buf.find(b"\n", start) + 1
+            if end:
+                break
+            if req.complete or 0 <= size <= len(buf):
+                end = len(buf)
+                break
+            start = len(buf)
+            self._conn.pull(req)
+        if 0 <= size < end:
+            end = size
+        data = bytes(buf[:end])
+        del buf[:end]
+        return data
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self):
+        return iter(self.readline, b"")
 
 
 class Response:
@@ -373,44 +435,39 @@ class Response:
         self.keep_alive = head.keep_alive and (head.length < 0 or head.omit_body
                                                or self.sent >= head.length)
 
-    def _send_head(self, body):
+    def _encode_head(self, body):
         if self.status is None:
             raise AssertionError("the application did not call start_response()")
-        if type(body) is not bytes:
-            raise TypeError(f"{body!r} is not bytes")
-        conn = self.conn
         req = self.req
-        worker = conn.worker
+        worker = self.conn.worker
         self.head = head = http.encode_response(
             self.status, self.headers, req.version[1],
             req.keep_alive and worker.alive and worker.keepalive,
             req.method == "HEAD", body)
         self.sent = head.body_sent
-        conn.set_timeout(worker.io_timeout)
-        conn.sock.sendall(head.data)
+        return head
+
+    def _send_head(self, body):
+        if type(body) is not bytes:
+            raise TypeError(f"{body!r} is not bytes")
+        self.conn.sock.sendall(self._encode_head(body).data)
 
     def write(self, data):
         """Send body bytes: the WSGI write() callable and the result loop."""
-        head = self.head
-        if head is None:
-            if type(data) is not bytes:
-                raise TypeError(f"{data!r} is not bytes")
-            self._send_head(None)
-            head = self.head
-            prefix = head.data
-        else:
-            prefix = b""
         if type(data) is not bytes:
             raise TypeError(f"{data!r} is not bytes")
-        if head.omit_body or not data:
-            if prefix:
-                self.conn.sock.sendall(prefix)
-            return
-        if head.length >= 0:
-            data = data[:max(head.length - self.sent, 0)]
-        self.sent += len(data)
-        if head.chunked:
-            data = b"%x\r\n%b\r\n" % (len(data), data)
-        # PERF: the head and the first chunk leave in one sendall.
-        if prefix or data:
-            self.conn.sock.sendall(prefix + data)
+        head = self.head
+        if head is None:
+            head = self._encode_head(None)
+            # PERF: the head and the first chunk leave in one sendall.
+            out = head.data
+        else:
+            out = b""
+        if data and not head.omit_body:
+            if head.length >= 0:
+                data = data[:max(head.length - self.sent, 0)]
+            if data:
+                self.sent += len(data)
+                out += b"%x\r\n%b\r\n" % (len(data), data) if head.chunked else data
+        if out:
+            self.conn.sock.sendall(out)

@@ -1,0 +1,138 @@
+"""Compare gunicorn worker classes on one pinned core with wrk.
+
+Each worker class serves ``bench/hello_app.py`` (one gunicorn worker pinned
+to CPU0) while wrk, pinned to CPU1, drives it over loopback for a bounded
+time. Prints requests/s, p50/p99 latency and the worker's CPU time per
+request; the last is the steadier number on a shared machine, because it
+does not move when another process steals the core.
+
+Usage::
+
+    .venv/bin/python bench/http_workers.py [--duration 10] [--rounds 1]
+"""
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
+
+WORKERS = ("gevent", "gevent_pywsgi", "hotpath.worker.GeventHTTPWorker")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_serving(port, deadline=15.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /hello HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n")
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"gunicorn did not serve on port {port}")
+
+
+def worker_pid(master_pid):
+    path = f"/proc/{master_pid}/task/{master_pid}/children"
+    for _ in range(100):
+        with open(path) as f:
+            children = f.read().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.1)
+    raise RuntimeError("no gunicorn worker process")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def parse_wrk(text):
+    def latency(pct):
+        m = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    requests = int(re.search(r"(\d+) requests in", text).group(1))
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {
+        "rps": rps,
+        "p50_ms": latency(50),
+        "p99_ms": latency(99),
+        "requests": requests,
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def run_one(worker_class, args):
+    port = free_port()
+    # cwd=bench: gunicorn would otherwise load the repo's gunicorn.conf.py.
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", GUNICORN, "--no-control-socket", "-w", "1",
+         "-k", worker_class, "-b", f"127.0.0.1:{port}", "hello_app:app"],
+        cwd=HERE, env=dict(os.environ, PYTHONPATH=ROOT),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_serving(port)
+        pid = worker_pid(server.pid)
+        url = f"http://127.0.0.1:{port}{args.path}"
+        wrk = ["taskset", "-c", "1", "wrk", "-t1", f"-c{args.connections}"]
+        subprocess.run(wrk + ["-d2s", url], check=True, capture_output=True)
+        before = cpu_seconds(pid)
+        out = subprocess.run(wrk + [f"-d{args.duration}s", "--latency", url],
+                             check=True, capture_output=True, text=True).stdout
+        result = parse_wrk(out)
+        result["cpu_us"] = (cpu_seconds(pid) - before) / result["requests"] * 1e6
+        return result
+    finally:
+        server.terminate()
+        server.wait(timeout=40)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs per worker, interleaved; the best is kept")
+    parser.add_argument("--path", default="/hello")
+    parser.add_argument("--workers", nargs="+", default=WORKERS)
+    args = parser.parse_args()
+
+    best = {}
+    for _ in range(args.rounds):
+        for worker_class in args.workers:
+            result = run_one(worker_class, args)
+            if worker_class not in best or result["rps"] > best[worker_class]["rps"]:
+                best[worker_class] = result
+    baseline = best.get("gevent")
+    print(f"{'worker class':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'CPU us/req':>10} {'vs gevent':>9}")
+    for worker_class, r in best.items():
+        ratio = f"{r['rps'] / baseline['rps']:.2f}x" if baseline else "-"
+        print(f"{worker_class:34} {r['rps']:9.0f} {r['p50_ms']:8.2f} "
+              f"{r['p99_ms']:8.2f} {r['cpu_us']:10.1f} {ratio:>9}")
+        if r["non_2xx"]:
+            print(f"  ! {r['non_2xx']} non-2xx responses")
+
+
+if __name__ == "__main__":
+    main()
