@@ -15,7 +15,10 @@ from setuptools import Extension, find_packages, setup
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Extra compile/link options for a compiled module, keyed by module name.
-EXTENSION_OPTIONS = {}
+EXTENSION_OPTIONS = {
+    # HMAC-SHA256 and CRYPTO_memcmp from OpenSSL (Debian: libssl-dev).
+    "_jwt_c": {"libraries": ["crypto"]},
+}
 
 
 def _wants_extensions():

@@ -130,6 +130,18 @@ def test_bytes_token_is_accepted(twin):
     assert check(twin, VALID.encode("ascii")) == CLAIMS
 
 
+def test_str_and_bytes_subclasses_are_accepted(twin):
+    class Token(str):
+        pass
+
+    class Key(bytes):
+        pass
+
+    assert check(twin, Token(VALID), key=Key(KEY)) == CLAIMS
+    token = make_token(header=with_header(kid="k"))
+    assert check(twin, token, key={"k": Key(KEY)}) == CLAIMS
+
+
 def test_pyjwt_signed_token_is_accepted(twin):
     token = pyjwt.encode(CLAIMS, KEY, algorithm="HS256", headers={"typ": TYP})
     assert check(twin, token) == CLAIMS
@@ -336,6 +348,17 @@ def test_non_ascii_bytes_token_is_malformed(twin):
 )
 def test_key_table_refusals(twin, header, reason):
     assert reason_of(twin, make_token(header=header), key={"new": KEY}) == reason
+
+
+def test_a_repeated_header_is_checked_on_every_call(twin):
+    # The compiled twin keeps the last decoded header; it must still be
+    # held to each call's typ and key.
+    token = make_token(header=with_header(kid="k"))
+    assert check(twin, token, key={"k": KEY}) == CLAIMS
+    assert reason_of(twin, token, typ="JWT") == "bad_typ"
+    assert reason_of(twin, token, key={"k": OTHER_KEY}) == "bad_signature"
+    assert reason_of(twin, token, key={"other": KEY}) == "unknown_kid"
+    assert check(twin, token) == CLAIMS
 
 
 def test_key_table_uses_the_kid_key_only(twin):
