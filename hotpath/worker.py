@@ -234,13 +234,21 @@ class Connection:
         if req.body_error is not None:
             raise req.body_error
 
+    def reusable(self, req):
+        """Whether the connection can outlive ``req`` (before its answer)."""
+        worker = self.worker
+        if not (req.keep_alive and worker.alive and worker.keepalive):
+            return False
+        if req.complete:
+            return True
+        # A client waiting for 100 Continue may never send the body, and a
+        # large unread body costs more to drain than a new connection.
+        return (not req.expect_continue
+                and req.content_length - req.body_received <= DRAIN_LIMIT)
+
     def drain(self, req):
         """Skip the unread rest of ``req``'s body; False if not worth it."""
-        if req.expect_continue:
-            # The client waits for 100 Continue before sending the body and
-            # may never send it: only closing ends the request cleanly.
-            return False
-        if req.content_length - req.body_received > DRAIN_LIMIT:
+        if not self.reusable(req):
             return False
         req.discard = True
         req.body.clear()
@@ -439,10 +447,8 @@ class Response:
         if self.status is None:
             raise AssertionError("the application did not call start_response()")
         req = self.req
-        worker = self.conn.worker
         self.head = head = http.encode_response(
-            self.status, self.headers, req.version[1],
-            req.keep_alive and worker.alive and worker.keepalive,
+            self.status, self.headers, req.version[1], self.conn.reusable(req),
             req.method == "HEAD", body)
         self.sent = head.body_sent
         return head
