@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import logging
 
+from app.accounts import Accounts
 from app.cache import Cache
 from app.config import Config
 from app.db import Pool
 import psycopg2
 
 from app.errors import Unavailable
+from app.passwords import Passwords
+from app.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
 
 class Dependencies:
-    """What resources need: configuration, the database pool, the cache, metrics."""
+    """What resources need: configuration, pool, cache, metrics and the services on them."""
 
     def __init__(self, config: Config, pool: Pool, cache: Cache, metrics):
         self.config = config
         self.pool = pool
         self.cache = cache
         self.metrics = metrics
+        self.passwords = Passwords(threads=2)
+        self.limiter = RateLimiter(cache, metrics)
+        self.accounts = Accounts(pool, self.passwords, config.jwt_secret, metrics)
 
     def database_ready(self) -> bool:
         try:
@@ -32,5 +38,6 @@ class Dependencies:
             return False
 
     def close(self) -> None:
+        self.passwords.close()
         self.pool.close()
         self.cache.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 
 from app import errors, logs, metrics as metrics_module, openapi
+from app.auth import AccessControl
 from app.cache import Cache
 from app.config import Config
 from app.db import Pool
@@ -51,7 +52,9 @@ def create_app(
     )
     deps = Dependencies(config, pool, cache, metrics)
 
-    app = App(middleware=[RequestContext(metrics)])
+    access = AccessControl(config.jwt_secret, deps.limiter, config.rate_limit_per_minute,
+                           metrics)
+    app = App(middleware=[RequestContext(metrics), access])
     app.resp_options.xml_error_serialization = False
     errors.register(app)
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from app.resources.auth import LoginResource, LogoutResource, RefreshResource, RegisterResource
 from app.resources.docs import DocsResource, OpenAPIResource
 from app.resources.health import HealthResource, ReadyResource
+from app.resources.users import MeResource, UserResource, UsersResource
 
 
 class Route(NamedTuple):
@@ -23,4 +25,13 @@ ROUTES: tuple[Route, ...] = (
     Route("/readyz", ReadyResource),
     Route("/openapi.json", OpenAPIResource),
     Route("/docs", DocsResource),
+    # Auth
+    Route("/v1/auth/register", RegisterResource),
+    Route("/v1/auth/login", LoginResource),
+    Route("/v1/auth/refresh", RefreshResource),
+    Route("/v1/auth/logout", LogoutResource),
+    # Users
+    Route("/v1/users/me", MeResource),
+    Route("/v1/users", UsersResource),
+    Route("/v1/users/{user_id}", UserResource),
 )

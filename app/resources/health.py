@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.errors import DatabaseUnavailable
 from app.media import write_json
 from app.operations import PUBLIC, operation
-from app.schemas import Health, Readiness
+from app.schemas.common import Health, Readiness
 
 _HEALTHY = Health()
 

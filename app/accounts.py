@@ -1,0 +1,154 @@
+"""Registration, login, token rotation and user management.
+
+Resources call these; they raise domain errors and never hold a database
+connection while a password is being hashed (hashing runs in a thread pool
+and takes tens of milliseconds).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from app import tokens
+from app.errors import Conflict, Forbidden, NotFound, Unauthorized
+from app.ids import is_uuid
+from app.pagination import decode_cursor, page
+from app.queries import audit, users, tokens as token_queries
+from app.schemas.auth import (
+    LoginIn, RegisterIn, TokenPairOut, UpdateMeIn, UpdateUserIn, UserOut, UserPage,
+)
+
+log = logging.getLogger(__name__)
+
+_BAD_CREDENTIALS = "invalid email or password"
+_BAD_REFRESH = "the refresh token is invalid, expired or revoked"
+
+
+class Accounts:
+    def __init__(self, pool, passwords, secret: bytes, metrics):
+        self._pool = pool
+        self._passwords = passwords
+        self._secret = secret
+        self._metrics = metrics
+
+    # -- auth -----------------------------------------------------------------
+
+    def register(self, body: RegisterIn) -> UserOut:
+        password_hash = self._passwords.hash(body.password)
+        try:
+            with self._pool.transaction() as conn, conn.cursor() as cur:
+                user = users.insert(cur, body.email, body.name, password_hash)
+                audit.record(cur, "user.register", actor_id=user.id, subject_id=user.id)
+        except users.EmailTaken:
+            raise Conflict("an account with this email already exists") from None
+        return user
+
+    def login(self, body: LoginIn, ip: str | None) -> TokenPairOut:
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            found = users.credentials_by_email(cur, body.email)
+        user_id, password_hash, role = found if found else (None, None, None)
+        # An unknown email is checked against a dummy hash: same answer, same time.
+        if not self._passwords.verify(password_hash, body.password):
+            self._metrics.incr("auth.login.fail")
+            with self._pool.connection() as conn, conn.cursor() as cur:
+                audit.record(cur, "auth.login_failed", subject_id=user_id, ip=ip,
+                             details={"known_user": user_id is not None})
+            raise Unauthorized(_BAD_CREDENTIALS)
+        refresh, refresh_hash = tokens.new_refresh_token()
+        with self._pool.transaction() as conn, conn.cursor() as cur:
+            token_queries.create_family(cur, user_id, refresh_hash, tokens.REFRESH_LIFETIME)
+            audit.record(cur, "auth.login", actor_id=user_id, subject_id=user_id, ip=ip)
+        self._metrics.incr("auth.login.ok")
+        return self._pair(user_id, role, refresh)
+
+    def refresh(self, presented: str, ip: str | None) -> TokenPairOut:
+        presented_hash = tokens.hash_refresh_token(presented)
+        refresh, refresh_hash = tokens.new_refresh_token()
+        with self._pool.transaction() as conn, conn.cursor() as cur:
+            rotated = token_queries.rotate(cur, presented_hash, refresh_hash)
+        if rotated is not None:
+            user_id, role = rotated
+            return self._pair(user_id, role, refresh)
+        self._reject_refresh(presented_hash, ip)
+
+    def _reject_refresh(self, presented_hash: bytes, ip: str | None) -> "NoReturn":  # noqa: F821
+        """A refresh that failed; a spent token means theft: revoke its family."""
+        with self._pool.transaction() as conn, conn.cursor() as cur:
+            known = token_queries.find(cur, presented_hash)
+            if known is not None and known[2]:
+                family_id, user_id, _ = known
+                revoked = token_queries.revoke_family(cur, family_id)
+                audit.record(cur, "auth.refresh_reuse", subject_id=user_id, ip=ip,
+                             details={"family_id": family_id, "revoked": revoked})
+                self._metrics.incr("auth.refresh.reuse_detected")
+                log.warning("refresh token reuse: family revoked",
+                            extra={"family_id": family_id, "user_id": user_id})
+        raise Unauthorized(_BAD_REFRESH)
+
+    def logout(self, presented: str) -> None:
+        with self._pool.transaction() as conn, conn.cursor() as cur:
+            live = token_queries.find_live(cur, tokens.hash_refresh_token(presented))
+            if live is None:
+                raise Unauthorized(_BAD_REFRESH)
+            family_id, user_id = live
+            token_queries.revoke_family(cur, family_id)
+            audit.record(cur, "auth.logout", actor_id=user_id, subject_id=user_id)
+
+    def _pair(self, user_id: str, role: str, refresh: str) -> TokenPairOut:
+        return TokenPairOut(
+            access_token=tokens.issue_access_token(self._secret, user_id, role),
+            refresh_token=refresh,
+            expires_in=tokens.ACCESS_TTL_SECONDS,
+        )
+
+    # -- users ----------------------------------------------------------------
+
+    def get(self, principal: tokens.Principal, user_id: str) -> UserOut:
+        """A user by id, for an admin or that user; anyone else gets 404."""
+        if not is_uuid(user_id) or not (principal.is_admin or principal.id == user_id):
+            raise NotFound("no such user")
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            user = users.get(cur, user_id)
+        if user is None:
+            raise NotFound("no such user")
+        return user
+
+    def update_me(self, principal: tokens.Principal, body: UpdateMeIn) -> UserOut:
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            current_hash = users.password_hash(cur, principal.id)
+        if current_hash is None:
+            raise NotFound("no such user")
+        if not self._passwords.verify(current_hash, body.current_password):
+            raise Forbidden("current_password is incorrect")
+        new_hash = self._passwords.hash(body.password) if body.password is not None else None
+        with self._pool.transaction() as conn, conn.cursor() as cur:
+            user = users.update(cur, principal.id, name=body.name, password_hash=new_hash)
+            if new_hash is not None:
+                # A new password ends every session: all refresh families die.
+                token_queries.revoke_user(cur, principal.id)
+                audit.record(cur, "user.password_changed", actor_id=principal.id,
+                             subject_id=principal.id)
+        if user is None:
+            raise NotFound("no such user")
+        return user
+
+    def update(self, principal: tokens.Principal, user_id: str, body: UpdateUserIn) -> UserOut:
+        if not is_uuid(user_id):
+            raise NotFound("no such user")
+        with self._pool.transaction() as conn, conn.cursor() as cur:
+            old_role = users.role_of(cur, user_id, lock=True)
+            if old_role is None:
+                raise NotFound("no such user")
+            user = users.update(cur, user_id, name=body.name, role=body.role)
+            if body.role is not None and body.role != old_role:
+                audit.record(cur, "user.role_changed", actor_id=principal.id,
+                             subject_id=user_id, details={"from": old_role, "to": body.role})
+        return user
+
+    def list(self, limit: int, cursor: str | None) -> UserPage:
+        after = decode_cursor(cursor, tuple[datetime, str]) if cursor else None
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            rows = users.page(cur, limit, after)
+        items, next_cursor = page(rows, limit, lambda u: (u.created_at, u.id))
+        return UserPage(items=items, next_cursor=next_cursor)

@@ -1,0 +1,72 @@
+"""Authorization in one place: every route says who may call it; deny by default.
+
+:class:`AccessControl` runs after routing, reads the responder's
+:class:`~app.operations.Operation`, verifies the bearer token when the route
+is not public, checks the role, and applies the general rate limit. A route
+without a declaration cannot even be mounted (see the factory).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from app import tokens
+from app.errors import Forbidden, Unauthorized
+from app.operations import ADMIN, PUBLIC, operation_of
+from app.ratelimit import Limit, RateLimiter
+
+_LOOPBACK = ("127.0.0.1", "::1", "")
+
+
+def client_ip(req) -> str | None:
+    """The caller's address. ``X-Real-IP`` is trusted only from a local proxy.
+
+    nginx on the same host (loopback or unix socket) sets it; a client that
+    talks to gunicorn directly cannot spoof it from elsewhere.
+    """
+    remote = req.env.get("REMOTE_ADDR") or ""
+    if remote in _LOOPBACK or remote.startswith("unix:"):
+        forwarded = req.get_header("X-Real-IP")
+        if forwarded:
+            remote = forwarded.strip()
+    try:
+        return str(ipaddress.ip_address(remote))
+    except ValueError:
+        return None
+
+
+def bearer_token(req) -> str:
+    header = req.get_header("Authorization")
+    if not header:
+        raise Unauthorized("an access token is required")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token or " " in token:
+        raise Unauthorized("use Authorization: Bearer <access token>")
+    return token
+
+
+class AccessControl:
+    def __init__(self, secret: bytes, limiter: RateLimiter, general_limit_per_minute: int,
+                 metrics):
+        self._secret = secret
+        self._limiter = limiter
+        self._metrics = metrics
+        self._general = Limit("general", general_limit_per_minute, 60, fail_closed=False)
+
+    def process_resource(self, req, resp, resource, params):
+        op = operation_of(resource, req.method) if resource is not None else None
+        if op is None:
+            return  # falcon answers 404/405 itself
+        if op.access != PUBLIC:
+            try:
+                principal = tokens.authenticate(self._secret, bearer_token(req))
+            except tokens.InvalidToken:
+                self._metrics.incr("auth.token.invalid")
+                raise Unauthorized("the access token is invalid or expired") from None
+            if op.access == ADMIN and not principal.is_admin:
+                raise Forbidden("this needs the admin role")
+            req.context.user = principal
+        if op.rate_limited:
+            user = req.context.user
+            identity = f"user:{user.id}" if user else f"ip:{client_ip(req)}"
+            self._limiter.hit(self._general, identity)
