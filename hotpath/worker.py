@@ -15,6 +15,10 @@ Timeouts, none of which gunicorn's ``timeout`` (a heartbeat) gives:
   ``FALLBACK_HEADER_TIMEOUT`` seconds.
 - bodies and writes: ``timeout`` seconds for each socket read or write.
 
+They are enforced by one greenlet per worker that shuts down the sockets of
+connections past their deadline (every ``REAP_INTERVAL`` seconds), not by
+socket timeouts.
+
 Deliberate differences from gunicorn's ``gevent`` worker are listed in
 bench/README.md ("HTTP workers").
 """
@@ -27,6 +31,7 @@ import time
 from datetime import timedelta
 from io import BytesIO
 
+import gevent
 from gunicorn.glogging import Logger
 from gunicorn.http.wsgi import base_environ
 from gunicorn.workers.ggevent import GeventWorker
@@ -42,6 +47,9 @@ RECV_SIZE = 65536
 DRAIN_LIMIT = 256 * 1024
 #: Seconds allowed for a request head when ``keepalive`` is 0.
 FALLBACK_HEADER_TIMEOUT = 5.0
+#: Seconds between looks for connections past their deadline: a timeout
+#: fires up to this much late.
+REAP_INTERVAL = 0.25
 
 _CLOSE_QUIETLY = (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN)
 
@@ -59,7 +67,8 @@ class GeventHTTPWorker(GeventWorker):
         cfg = self.cfg
         self.keepalive = cfg.keepalive > 0
         self.header_timeout = cfg.keepalive if self.keepalive else FALLBACK_HEADER_TIMEOUT
-        self.io_timeout = cfg.timeout if cfg.timeout > 0 else None
+        self.io_timeout = cfg.timeout if cfg.timeout > 0 else 0
+        self.connections = set()
         self.limits = (cfg.limit_request_line, cfg.limit_request_fields,
                        cfg.limit_request_field_size)
         self.header_map = cfg.header_map
@@ -89,14 +98,34 @@ class GeventHTTPWorker(GeventWorker):
         # app and runs: the stock order, so psycogreen in post_fork still works.
         super().init_process()
 
+    def run(self):
+        gevent.spawn(self.expire_stalled_connections)
+        super().run()
+
+    def expire_stalled_connections(self):
+        """Cut off connections whose socket operation is past its deadline.
+
+        PERF: one timer for the worker instead of socket timeouts; a gevent
+        socket with a timeout arms a Timeout on every read that waits, which
+        cost ~12 us per request (bench/README.md).
+        """
+        while True:
+            gevent.sleep(REAP_INTERVAL)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                if 0 < conn.deadline < now:
+                    conn.expire()
+
     def handle(self, listener, client, addr):
+        client.setblocking(True)
         conn = Connection(self, listener, client, addr)
+        self.connections.add(conn)
         try:
             conn.serve()
         except ClientDisconnected as ex:
             self.log.debug("Client went away: %s", ex)
         except OSError as ex:
-            if isinstance(ex, socket.timeout) or ex.errno in _CLOSE_QUIETLY:
+            if conn.expired or ex.errno in _CLOSE_QUIETLY:
                 self.log.debug("Closing connection: %s", ex)
             else:
                 self.log.exception("Socket error processing request.")
@@ -105,6 +134,7 @@ class GeventHTTPWorker(GeventWorker):
             # this connection.
             pass
         finally:
+            self.connections.discard(conn)
             conn.close()
 
     def connection_environ(self, listener, client, addr):
@@ -150,7 +180,8 @@ class GeventHTTPWorker(GeventWorker):
 class Connection:
     """Serve the HTTP/1.1 requests of one client socket, in order."""
 
-    __slots__ = ("worker", "sock", "addr", "parser", "timeout", "response")
+    __slots__ = ("worker", "sock", "addr", "parser", "deadline", "expired",
+                 "response")
 
     def __init__(self, worker, listener, sock, addr):
         self.worker = worker
@@ -162,7 +193,10 @@ class Connection:
             worker.scheme_headers_for(addr),
             worker.header_map,
         )
-        self.timeout = None
+        #: time.monotonic() past which the pending socket operation is cut
+        #: off; 0 while none is pending (the app may take its time).
+        self.deadline = 0.0
+        self.expired = False
         self.response = None
         if isinstance(addr, tuple):
             # A streamed response is several small writes; without this
@@ -183,10 +217,27 @@ class Connection:
             if not req.complete and not self.drain(req):
                 return
 
-    def set_timeout(self, seconds):
-        if seconds != self.timeout:
-            self.sock.settimeout(seconds)
-            self.timeout = seconds
+    def expire(self):
+        """Wake the blocked read or write with EOF or EPIPE."""
+        self.expired = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def send(self, data):
+        """Write all of ``data`` within ``timeout`` per blocked write."""
+        io_timeout = self.worker.io_timeout
+        if io_timeout:
+            self.deadline = time.monotonic() + io_timeout
+        try:
+            # PERF: gevent's sendall() asks getsockopt(SO_SNDBUF) each call;
+            # one send() nearly always takes the whole response.
+            sent = self.sock.send(data)
+            if sent < len(data):
+                self.sock.sendall(memoryview(data)[sent:])
+        finally:
+            self.deadline = 0.0
 
     def next_request(self):
         """Return the next request head, or None to close the connection."""
@@ -194,21 +245,17 @@ class Connection:
         requests = parser.requests
         if requests:
             return requests.popleft()
-        deadline = time.monotonic() + self.worker.header_timeout
-        while not parser.closed:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            self.set_timeout(remaining)
-            try:
+        self.deadline = time.monotonic() + self.worker.header_timeout
+        try:
+            while not parser.closed:
                 data = self.sock.recv(RECV_SIZE)
-            except socket.timeout:
-                return None  # slow or idle client: gunicorn closes silently
-            if not data:
-                return None
-            parser.feed(data)
-            if requests:
-                return requests.popleft()
+                if not data:
+                    return None  # closed, or too slow (gunicorn: silently)
+                parser.feed(data)
+                if requests:
+                    return requests.popleft()
+        finally:
+            self.deadline = 0.0
         if parser.error is not None:
             self.send_error(parser.error, 1)
         return None
@@ -223,13 +270,17 @@ class Connection:
             req.expect_continue = False
             response = self.response
             if not req.discard and response is not None and response.head is None:
-                self.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+        io_timeout = self.worker.io_timeout
+        if io_timeout:
+            self.deadline = time.monotonic() + io_timeout
         try:
             data = self.sock.recv(RECV_SIZE)
-        except socket.timeout:
-            raise ClientDisconnected("timed out reading the request body") from None
+        finally:
+            self.deadline = 0.0
         if not data:
-            raise ClientDisconnected("connection closed during the request body")
+            raise ClientDisconnected("timed out reading the request body" if self.expired
+                                     else "connection closed during the request body")
         self.parser.feed(data)
         if req.body_error is not None:
             raise req.body_error
@@ -273,10 +324,8 @@ class Connection:
         else:
             environ["wsgi.input"] = RequestBody(self, req)
         response = self.response = Response(self, req)
-        # One timeout for the body reads and the writes of this request.
-        self.set_timeout(worker.io_timeout)
         worker.pre_request(worker, req)
-        start = time.perf_counter()
+        start = time.perf_counter() if worker.log_access else 0.0
         try:
             response.run(worker.wsgi)
             keep = response.keep_alive
@@ -319,9 +368,8 @@ class Connection:
             addr = self.addr[0] if isinstance(self.addr, tuple) else self.addr
             self.worker.log.warning("Invalid request from ip=%s: %s (request_id=%s)",
                                     addr, error.message, request_id)
-        self.set_timeout(self.worker.io_timeout)
         try:
-            self.sock.sendall(http.error_response(error, request_id, minor))
+            self.send(http.error_response(error, request_id, minor))
         except OSError:
             self.worker.log.debug("Failed to send error message.")
 
@@ -432,7 +480,7 @@ class Response:
                 if self.head is None:
                     self._send_head(b"")
                 elif self.head.chunked:
-                    self.conn.sock.sendall(b"0\r\n\r\n")
+                    self.conn.send(b"0\r\n\r\n")
         finally:
             close = getattr(result, "close", None)
             if close is not None:
@@ -456,7 +504,7 @@ class Response:
     def _send_head(self, body):
         if type(body) is not bytes:
             raise TypeError(f"{body!r} is not bytes")
-        self.conn.sock.sendall(self._encode_head(body).data)
+        self.conn.send(self._encode_head(body).data)
 
     def write(self, data):
         """Send body bytes: the WSGI write() callable and the result loop."""
@@ -476,4 +524,4 @@ class Response:
                 self.sent += len(data)
                 out += b"%x\r\n%b\r\n" % (len(data), data) if head.chunked else data
         if out:
-            self.conn.sock.sendall(out)
+            self.conn.send(out)
