@@ -133,6 +133,8 @@ class GeventHTTPWorker(GeventWorker):
             # As GeventWorker.handle_request: an app's SystemExit ends only
             # this connection.
             pass
+        except Exception:
+            self.log.exception("Error handling connection")
         finally:
             self.connections.discard(conn)
             conn.close()
@@ -324,9 +326,9 @@ class Connection:
         else:
             environ["wsgi.input"] = RequestBody(self, req)
         response = self.response = Response(self, req)
-        worker.pre_request(worker, req)
         start = time.perf_counter() if worker.log_access else 0.0
         try:
+            worker.pre_request(worker, req)
             response.run(worker.wsgi)
             keep = response.keep_alive
         except Exception as ex:
