@@ -106,8 +106,9 @@ class GeventHTTPWorker(GeventWorker):
         """Cut off connections whose socket operation is past its deadline.
 
         PERF: one timer for the worker instead of socket timeouts; a gevent
-        socket with a timeout arms a Timeout on every read that waits, which
-        cost ~12 us per request (bench/README.md).
+        socket with a timeout arms a Timeout on every read that waits. With
+        Connection.send, this took 104.5 -> 73.5 us of CPU per request
+        (bench/README.md).
         """
         while True:
             gevent.sleep(REAP_INTERVAL)
