@@ -13,7 +13,7 @@ from datetime import datetime
 from app import tokens
 from app.errors import Conflict, Forbidden, NotFound, Unauthorized
 from app.ids import is_uuid
-from app.pagination import decode_cursor, page
+from app.pagination import UUIDText, decode_cursor, page
 from app.queries import audit, users, tokens as token_queries
 from app.schemas.auth import (
     LoginIn, RegisterIn, TokenPairOut, UpdateMeIn, UpdateUserIn, UserOut, UserPage,
@@ -147,7 +147,7 @@ class Accounts:
         return user
 
     def list(self, limit: int, cursor: str | None) -> UserPage:
-        after = decode_cursor(cursor, tuple[datetime, str]) if cursor else None
+        after = decode_cursor(cursor, tuple[datetime, UUIDText]) if cursor else None
         with self._pool.connection() as conn, conn.cursor() as cur:
             rows = users.page(cur, limit, after)
         items, next_cursor = page(rows, limit, lambda u: (u.created_at, u.id))

@@ -6,11 +6,13 @@ import logging
 
 from app.accounts import Accounts
 from app.cache import Cache
+from app.catalog import Catalog
 from app.config import Config
 from app.db import Pool
 import psycopg2
 
 from app.errors import Unavailable
+from app.orders import Orders
 from app.passwords import Passwords
 from app.ratelimit import RateLimiter
 
@@ -28,6 +30,8 @@ class Dependencies:
         self.passwords = Passwords(threads=2)
         self.limiter = RateLimiter(cache, metrics)
         self.accounts = Accounts(pool, self.passwords, config.jwt_secret, metrics)
+        self.catalog = Catalog(pool, cache, metrics)
+        self.orders = Orders(pool, self.catalog, metrics)
 
     def database_ready(self) -> bool:
         try:

@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Annotated
 
 import msgspec
 
 from app.errors import ValidationFailed
+
+
+#: A UUID in canonical text form, as cursors carry ids.
+UUIDText = Annotated[str, msgspec.Meta(
+    pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
 
 
 def encode_cursor(*values) -> str:

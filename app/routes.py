@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from app.resources.auth import LoginResource, LogoutResource, RefreshResource, RegisterResource
+from app.resources.catalog import CategoriesResource, ProductResource, ProductsResource
 from app.resources.docs import DocsResource, OpenAPIResource
 from app.resources.health import HealthResource, ReadyResource
+from app.resources.orders import OrderCancelResource, OrderResource, OrdersResource
 from app.resources.users import MeResource, UserResource, UsersResource
 
 
@@ -34,4 +36,12 @@ ROUTES: tuple[Route, ...] = (
     Route("/v1/users/me", MeResource),
     Route("/v1/users", UsersResource),
     Route("/v1/users/{user_id}", UserResource),
+    # Catalog
+    Route("/v1/categories", CategoriesResource),
+    Route("/v1/products", ProductsResource),
+    Route("/v1/products/{product_id}", ProductResource),
+    # Orders
+    Route("/v1/orders", OrdersResource),
+    Route("/v1/orders/{order_id}", OrderResource),
+    Route("/v1/orders/{order_id}/cancel", OrderCancelResource),
 )

@@ -127,11 +127,34 @@ class LiveServer:
             cwd=REPO, env=self.env, stdout=log, stderr=log,
         )
         try:
+            # The master listens before any worker has booted: wait for a
+            # worker to answer, not just for the port.
             wait_for_port(self.port, timeout, self.proc)
+            self._wait_ready(timeout)
         except Exception:
             self.stop()
             raise
         return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        import http.client
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            finally:
+                conn.close()
+            time.sleep(0.05)
+        raise RuntimeError(f"no worker answered /healthz within {timeout}s:\n{self.log()}")
 
     def stop(self) -> int | None:
         if self.proc is not None and self.proc.poll() is None:
