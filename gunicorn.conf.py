@@ -27,8 +27,10 @@ backlog = 2048
 # Worker processes
 #
 #   workers - one per core: gevent serves concurrency inside each worker.
-#   worker_class - gevent-based; PEREGRINE_WORKER_CLASS picks another one
-#          (e.g. "gevent" for gunicorn's stock worker).
+#   worker_class - hotpath.worker.GeventHTTPWorker: gevent's cooperative
+#          model with the request loop parsed by llhttp (~3x the stock
+#          worker's requests/s, see bench/README.md). PEREGRINE_WORKER_CLASS
+#          picks another, e.g. "gevent" for gunicorn's stock worker.
 #   worker_connections - greenlets per worker. The database pool, not this,
 #          bounds concurrent queries; requests over it wait up to
 #          PEREGRINE_DB_POOL_TIMEOUT and then get 503.

@@ -19,7 +19,8 @@ WORKER_CLASSES = {
     "gevent_pywsgi": "gevent_pywsgi",
     "peregrine": "hotpath.worker.GeventHTTPWorker",
 }
-DEFAULT_WORKER_CLASS = "gevent"
+# The C-parsed gevent worker (hotpath.worker); "gevent" selects gunicorn's stock one.
+DEFAULT_WORKER_CLASS = "hotpath.worker.GeventHTTPWorker"
 
 
 class ConfigError(ValueError):

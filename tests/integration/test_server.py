@@ -10,13 +10,17 @@ from tests.support.http import raw_exchange, request
 from tests.support.waiting import wait_until
 
 
-def test_served_by_gunicorn_with_green_workers(live_server_factory):
-    live_server = live_server_factory(PEREGRINE_LOG_LEVEL="info")
+@pytest.mark.parametrize("worker_class", ["peregrine", "gevent", "gevent_pywsgi"])
+def test_served_by_gunicorn_with_green_workers(live_server_factory, worker_class):
+    live_server = live_server_factory(PEREGRINE_LOG_LEVEL="info",
+                                      PEREGRINE_WORKER_CLASS=worker_class)
     assert request(live_server.url + "/readyz").json == {
         "status": "ok", "database": "ok", "cache": "ok"}
     live_server.stop()
     log = live_server.log()
     assert "psycopg2 green" in log
+    expected = {"peregrine": "hotpath.worker.GeventHTTPWorker"}.get(worker_class, worker_class)
+    assert f"Using worker: {expected}" in log
     assert "MonkeyPatchWarning" not in log
     assert "Traceback" not in log
 

@@ -16,7 +16,7 @@ def test_valid_environment_is_parsed_with_defaults():
     assert config.bind == "127.0.0.1:8000"
     assert config.db_pool_size == 10
     assert config.statsd_addr is None
-    assert config.worker_class == "gevent"
+    assert config.worker_class == "hotpath.worker.GeventHTTPWorker"
 
 
 @pytest.mark.parametrize(
