@@ -18,10 +18,12 @@ help: ## List the targets.
 system-deps: ## Install the Debian/Ubuntu packages Peregrine needs (only what is missing).
 	@bash scripts/system-deps.sh
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements-dev.txt
+	@# Editable install: the `peregrine` console script, same CLI as `python -m app`.
+	$(PIP) install --quiet --no-deps --no-build-isolation -e . 2>&1 | grep -v -i -E 'warning|^ *$$|!!|\*\*\*' || true
 	@touch $@
 
 venv: $(VENV)/.installed ## Create the virtualenv with pinned dependencies.

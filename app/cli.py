@@ -114,7 +114,9 @@ def cmd_serve(args) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="peregrine", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="peregrine",
+        description="Run, migrate, seed and manage Peregrine (also: python -m app).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("services", help="start/stop a private Postgres and memcached for development")

@@ -121,3 +121,13 @@ def test_create_user_cli(base_env, db):
     with db.cursor() as cur:
         cur.execute("SELECT role FROM users")
         assert cur.fetchall() == [("admin",)]
+
+
+def test_console_script_is_the_same_cli():
+    script = os.path.join(os.path.dirname(sys.executable), "peregrine")
+    assert os.path.exists(script), "the virtualenv lacks the peregrine console script"
+    via_script = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+    via_module = cli("--help")
+    assert via_script.returncode == 0
+    assert via_script.stdout == via_module.stdout
+    assert "services" in via_script.stdout and "create-user" in via_script.stdout
