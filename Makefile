@@ -23,7 +23,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt setup.py
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements-dev.txt
 	@# Editable install: the `peregrine` console script, same CLI as `python -m app`.
-	$(PIP) install --quiet --no-deps --no-build-isolation -e . 2>&1 | grep -v -i -E 'warning|^ *$$|!!|\*\*\*' || true
+	PEREGRINE_NO_EXTENSIONS=1 $(PIP) install --quiet --no-deps --no-build-isolation -e . 2>/dev/null \
+	  || $(PIP) install --no-deps --no-build-isolation -e .
 	@touch $@
 
 venv: $(VENV)/.installed ## Create the virtualenv with pinned dependencies.
@@ -60,3 +61,28 @@ deploy-test: ## Run the Ansible playbooks against a debootstrap Debian root (see
 clean: ## Remove build outputs (keeps .venv and .run).
 	rm -rf build dist *.egg-info hotpath/*.c hotpath/*.so hotpath/*.html
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +
+
+# ---------------------------------------------------------------------------
+# Benchmarks of the real app (bench/README.md). Both are bounded in time.
+# ---------------------------------------------------------------------------
+
+BENCH_VENV           := bench/.venv
+PEREGRINE_BENCH_HOST ?= http://127.0.0.1:8000
+BENCH_HTTP_ARGS      ?= --duration 10 --rounds 2
+LOCUST_ARGS          ?=
+
+.PHONY: bench-http bench-load
+
+bench-http: build ## Worker classes side by side on the real app: wrk, pinned cores, ~5 min.
+	$(PY) bench/app_workers.py $(BENCH_HTTP_ARGS)
+
+# locust lives in its own venv: it must not change the app's pinned packages.
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements.txt
+	@touch $@
+
+bench-load: $(BENCH_VENV)/.installed ## Locust read_mostly, headless, 30 s, against PEREGRINE_BENCH_HOST (default: make run).
+	@mkdir -p bench/results
+	cd bench && .venv/bin/locust -f locustfiles/read_mostly.py --host $(PEREGRINE_BENCH_HOST) \
+		--csv results/read_mostly --html results/read_mostly.html $(LOCUST_ARGS)
