@@ -114,3 +114,27 @@ def test_term_lets_an_in_flight_request_finish(live_server_factory):
     thread.join(10)
     assert outcome.get("status") == 200
     assert server.proc.wait(30) == 0
+
+
+def chunked(body: bytes, size: int = 8192) -> bytes:
+    parts = [body[i:i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+def chunked_post(path: str, body: bytes) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode() + chunked(body)
+
+
+@pytest.mark.parametrize("worker_class", ["peregrine", "gevent"])
+def test_chunked_bodies_are_read_and_limited(live_server_factory, worker_class):
+    server = live_server_factory(PEREGRINE_WORKER_CLASS=worker_class)
+    ok = raw_exchange(server.port, chunked_post(
+        "/v1/auth/register",
+        b'{"email": "chunky@example.test", "password": "long enough", "name": "C"}'))
+    assert ok.startswith(b"HTTP/1.1 201"), ok[:300]
+    too_big = b'{"email": "big@example.test", "password": "long enough", "name": "' + (
+        b"x" * (70 * 1024)) + b'"}'
+    reply = raw_exchange(server.port, chunked_post("/v1/auth/register", too_big))
+    assert reply.startswith(b"HTTP/1.1 413"), reply[:300]
+    assert b'"payload_too_large"' in reply
