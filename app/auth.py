@@ -66,7 +66,7 @@ class AccessControl:
             if op.access == ADMIN and not principal.is_admin:
                 raise Forbidden("this needs the admin role")
             req.context.user = principal
-        if op.rate_limited:
+        if op.rate_limited and self._general.limit > 0:
             user = req.context.user
             identity = f"user:{user.id}" if user else f"ip:{client_ip(req)}"
             self._limiter.hit(self._general, identity)

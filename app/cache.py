@@ -20,8 +20,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import zlib
 
+from pymemcache.client.base import PooledClient
 from pymemcache.client.hash import HashClient
+from pymemcache.client.rendezvous import RendezvousHash
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,21 @@ def digest(text: str | bytes) -> str:
     if isinstance(text, str):
         text = text.encode()
     return hashlib.blake2b(text, digest_size=16).hexdigest()
+
+
+def _crc32(text: str, seed: int) -> int:
+    return zlib.crc32(text.encode(), seed)
+
+
+class _Crc32Rendezvous(RendezvousHash):
+    """Rendezvous hashing with zlib's C crc32.
+
+    PERF: pymemcache's default murmur3 is pure Python, ~55 us per key on
+    this machine: a quarter of the CPU of a cached product read.
+    """
+
+    def __init__(self, nodes=None, seed=0):
+        super().__init__(nodes, seed, hash_function=_crc32)
 
 
 def key(namespace: str, *parts: object) -> str:
@@ -60,22 +78,30 @@ class Cache:
         self.breaker_reset = breaker_reset
         self._failures = 0
         self._open_until = 0.0
-        self._client = HashClient(
-            self.servers,
+        common = dict(
             connect_timeout=connect_timeout,
             timeout=timeout,
             no_delay=True,
-            use_pooling=True,
             max_pool_size=max_pool_size,
             pool_idle_timeout=30,
-            # The breaker below decides when to try again; keep the client's
-            # own dead-server bookkeeping short so the two agree.
-            retry_attempts=1,
-            retry_timeout=0,
-            dead_timeout=breaker_reset,
             ignore_exc=False,
             default_noreply=False,
         )
+        if len(self.servers) == 1:
+            # PERF: one server needs no key hashing at all.
+            self._client = PooledClient(self.servers[0], **common)
+        else:
+            self._client = HashClient(
+                self.servers,
+                hasher=_Crc32Rendezvous,
+                use_pooling=True,
+                # The breaker below decides when to try again; keep the
+                # client's own dead-server bookkeeping short so they agree.
+                retry_attempts=1,
+                retry_timeout=0,
+                dead_timeout=breaker_reset,
+                **common,
+            )
 
     # -- public API ---------------------------------------------------------
 
