@@ -1,0 +1,404 @@
+#!/usr/bin/env bash
+# Converge site.yml on a debootstrap'd Debian bookworm root, twice, then start the services
+# it configured inside private namespaces and talk to the API through nginx.
+#
+#   make deploy-test            (or: bash deploy/ansible/tests/chroot-test.sh)
+#
+# Phases (each prints its duration):
+#   tools      host packages (debootstrap, slirp4netns, zstd) and the Ansible venv
+#   lint       ansible-playbook --syntax-check and ansible-lint (runs in the background)
+#   rootfs     debootstrap once, cached as a tarball; every run extracts a fresh root
+#   namespaces private net/pid/mount/uts/ipc namespaces; slirp4netns gives the net ns
+#              outbound access (apt, PyPI) without touching the host's network config
+#   bootstrap  tests/bootstrap.yml: policy-rc.d, the controller's CA certificates
+#   converge   site.yml, first run
+#   idempotence site.yml, second run: fails unless changed=0
+#   services   PostgreSQL, memcached, collectd, the app (from its unit file) and nginx
+#   checks     config values, /readyz through nginx, slow-client cut-off, the API chain
+#
+# The host is never changed beyond installing those packages and the cache directory:
+# no sysctl, no hostname, no service, no mount outside the private mount namespace.
+# Everything started runs in the test's PID namespace and dies with it (trap on EXIT).
+#
+# Environment:
+#   PEREGRINE_DEPLOY_TEST_CACHE   cache and work directory (default /var/cache/peregrine-deploy-test)
+#   PEREGRINE_DEPLOY_TEST_MIRROR  Debian mirror (default: http://deb.debian.org/debian)
+#   PEREGRINE_DEPLOY_TEST_LINT    0 skips ansible-lint (default 1)
+set -Eeuo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ANSIBLE_DIR=$(dirname "$HERE")
+CACHE=${PEREGRINE_DEPLOY_TEST_CACHE:-/var/cache/peregrine-deploy-test}
+MIRROR=${PEREGRINE_DEPLOY_TEST_MIRROR:-http://deb.debian.org/debian}
+RUN_LINT=${PEREGRINE_DEPLOY_TEST_LINT:-1}
+SUITE=bookworm
+INCLUDE=python3,python3-apt,systemd,systemd-sysv,procps,ca-certificates,sudo,iproute2
+TARBALL=$CACHE/rootfs-$SUITE.tar.zst
+WORK=$CACHE/run
+ROOT=$WORK/root
+LOGS=$WORK/logs
+VENV=$ANSIBLE_DIR/.cache/venv
+INVENTORY=$HERE/inventory/hosts.yml
+
+UNSHARE_PID="" NS_PID="" SLIRP_PID="" LINT_PID=""
+START=$(date +%s.%N)
+PHASE="" PHASE_START=""
+TIMINGS=() RESULTS=() FAILED=0
+
+# --- output helpers ------------------------------------------------------------------
+elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+end_phase() {
+    [ -n "$PHASE" ] || return 0
+    local took; took=$(elapsed "$PHASE_START")
+    TIMINGS+=("$(printf '  %-12s %7ss' "$PHASE" "$took")")
+    printf '    done in %ss\n' "$took"
+    PHASE=""
+}
+phase() {
+    end_phase
+    PHASE=$1 PHASE_START=$(date +%s.%N)
+    printf '\n==> [%6ss] %s: %s\n' "$(elapsed "$START")" "$1" "$2"
+}
+pass() { RESULTS+=("PASS  $1"); printf '    PASS  %s\n' "$1"; }
+fail() { RESULTS+=("FAIL  $1"); printf '    FAIL  %s\n' "$1"; FAILED=1; }
+check() {  # check "description" command...
+    local what=$1; shift
+    if "$@"; then pass "$what"; else fail "$what"; fi
+}
+die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
+
+# --- cleanup: kill the namespace (and so every process in it), then slirp4netns --------
+cleanup() {
+    local rc=$?
+    set +e
+    end_phase
+    [ -n "$LINT_PID" ] && kill "$LINT_PID" 2>/dev/null
+    # SIGKILL to the namespace's init takes every process in the namespace with it, and the
+    # mount namespace (with all the root's mounts) goes away with its last process.
+    # (unshare --fork ignores SIGTERM itself, so kill its child, not unshare.)
+    [ -n "$NS_PID" ] && kill -KILL "$NS_PID" 2>/dev/null
+    [ -n "$UNSHARE_PID" ] && { kill -KILL "$UNSHARE_PID" 2>/dev/null; wait "$UNSHARE_PID" 2>/dev/null; }
+    [ -n "$SLIRP_PID" ] && { kill "$SLIRP_PID" 2>/dev/null; wait "$SLIRP_PID" 2>/dev/null; }
+    if findmnt -rn -o TARGET 2>/dev/null | grep -qF "$ROOT"; then
+        printf 'WARNING: mounts left under %s\n' "$ROOT" >&2
+    fi
+    if [ ${#TIMINGS[@]} -gt 0 ]; then
+        printf '\n==> Timings (total %ss)\n' "$(elapsed "$START")"
+        printf '%s\n' "${TIMINGS[@]}"
+    fi
+    if [ ${#RESULTS[@]} -gt 0 ]; then
+        printf '\n==> Results\n'
+        printf '  %s\n' "${RESULTS[@]}"
+    fi
+    printf '\nLogs: %s\n' "$LOGS"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+[ "$(id -u)" -eq 0 ] || die "run as root: the chroot connection and namespaces need it"
+
+# --- tools ----------------------------------------------------------------------------
+phase tools "host packages and the Ansible virtualenv"
+missing=()
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v slirp4netns >/dev/null || missing+=(slirp4netns)
+command -v zstd >/dev/null || missing+=(zstd)
+command -v nsenter >/dev/null || missing+=(util-linux)
+command -v curl >/dev/null || missing+=(curl)
+command -v git >/dev/null || missing+=(git)
+/usr/bin/python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "    apt-get install ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+mkdir -p "$CACHE" "$WORK"
+rm -rf "$LOGS" && mkdir -p "$LOGS"
+want=$(sha256sum "$ANSIBLE_DIR/requirements.txt" | cut -d' ' -f1)
+if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+    echo "    pip install -r requirements.txt into $VENV"
+    /usr/bin/python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q -r "$ANSIBLE_DIR/requirements.txt" >"$LOGS/pip-controller.log" 2>&1 \
+        || die "pip install failed, see $LOGS/pip-controller.log"
+    echo "$want" >"$VENV/.requirements.sha256"
+fi
+export PATH="$VENV/bin:$PATH"
+export ANSIBLE_CONFIG="$ANSIBLE_DIR/ansible.cfg" ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1
+cd "$ANSIBLE_DIR"
+
+# --- syntax check now, lint in the background ----------------------------------------
+phase lint "syntax-check (ansible-lint continues in the background)"
+for inv in inventories/single-node/hosts.yml inventories/multi-node/hosts.yml "$INVENTORY"; do
+    PEREGRINE_TEST_ROOT=/nonexistent PEREGRINE_TEST_CHROOT_EXE=chroot \
+        ansible-playbook --syntax-check -i "$inv" site.yml rolling_update.yml >>"$LOGS/syntax-check.log" 2>&1 \
+        || die "syntax check failed for $inv, see $LOGS/syntax-check.log"
+done
+pass "ansible-playbook --syntax-check (3 inventories, site.yml + rolling_update.yml)"
+if [ "$RUN_LINT" = 1 ]; then
+    ansible-lint >"$LOGS/ansible-lint.log" 2>&1 &
+    LINT_PID=$!
+fi
+
+# --- rootfs ---------------------------------------------------------------------------
+phase rootfs "fresh Debian $SUITE root from the cached tarball"
+if [ ! -s "$TARBALL" ]; then
+    echo "    no cached root: debootstrap $SUITE from $MIRROR (about a minute)"
+    rm -rf --one-file-system "$CACHE/base.tmp"
+    # Own mount namespace: debootstrap's /proc and /sys mounts vanish with it, whatever happens.
+    unshare --mount --propagation private \
+        debootstrap --variant=minbase --include="$INCLUDE" "$SUITE" "$CACHE/base.tmp" "$MIRROR" \
+        >"$LOGS/debootstrap.log" 2>&1 || die "debootstrap failed, see $LOGS/debootstrap.log"
+    tar -C "$CACHE/base.tmp" --numeric-owner -c . | zstd -q -T0 -o "$TARBALL.tmp"
+    mv "$TARBALL.tmp" "$TARBALL"
+    rm -rf --one-file-system "$CACHE/base.tmp"
+fi
+rm -rf --one-file-system "$ROOT"
+mkdir -p "$ROOT"
+tar -C "$ROOT" --numeric-owner --zstd -xf "$TARBALL"
+echo "nameserver 10.0.2.3" >"$ROOT/etc/resolv.conf"     # slirp4netns' DNS forwarder
+mkdir -p "$CACHE/apt-archives/partial" "$CACHE/pip" "$ROOT/root/.cache/pip"
+
+# --- namespaces -----------------------------------------------------------------------
+phase namespaces "private net/pid/mount/uts/ipc namespaces for the root"
+cat >"$WORK/ns-init.sh" <<EOF
+#!/bin/bash
+# PID 1 of the test's namespaces: mounts for the root (private to this mount namespace),
+# then reaps orphans until killed.
+set -e
+mount -t proc proc "$ROOT/proc"
+mount -t sysfs -o ro sysfs "$ROOT/sys"
+mount -t tmpfs -o mode=1777,size=2g tmpfs "$ROOT/dev/shm"
+mount -t devpts -o newinstance,ptmxmode=0666 devpts "$ROOT/dev/pts" || true
+# Download caches shared between runs (warm runs skip most of apt's and pip's downloads).
+mount --bind "$CACHE/apt-archives" "$ROOT/var/cache/apt/archives"
+mount --bind "$CACHE/pip" "$ROOT/root/.cache/pip"
+hostname peregrine-test
+ip link set lo up
+touch "$WORK/ns-ready"
+trap 'exit 0' TERM INT
+while :; do sleep 3600 & wait \$! || true; done
+EOF
+chmod 0755 "$WORK/ns-init.sh"
+rm -f "$WORK/ns-ready"
+unshare --net --pid --mount --uts --ipc --fork --kill-child --propagation private \
+    "$WORK/ns-init.sh" >"$LOGS/ns-init.log" 2>&1 &
+UNSHARE_PID=$!
+for _ in $(seq 100); do [ -e "$WORK/ns-ready" ] && break; sleep 0.1; done
+[ -e "$WORK/ns-ready" ] || die "namespaces did not come up, see $LOGS/ns-init.log"
+NS_PID=$(pgrep -P "$UNSHARE_PID" | head -n1)
+[ -n "$NS_PID" ] || die "cannot find the namespace's init process"
+slirp4netns --configure --mtu=65520 --disable-host-loopback "$NS_PID" tap0 >"$LOGS/slirp4netns.log" 2>&1 &
+SLIRP_PID=$!
+for _ in $(seq 50); do
+    nsenter --target "$NS_PID" --net ip -o -4 addr show tap0 2>/dev/null | grep -q 10.0.2.100 && break
+    sleep 0.1
+done
+nsenter --target "$NS_PID" --net ip -o -4 addr show tap0 | grep -q 10.0.2.100 || die "slirp4netns did not configure tap0"
+
+in_ns() { nsenter --target "$NS_PID" --net --pid --mount --uts --ipc -- chroot "$ROOT" "$@"; }
+on_net() { nsenter --target "$NS_PID" --net -- "$@"; }   # host tools, test network
+cat >"$WORK/chroot-exe" <<EOF
+#!/bin/sh
+# ansible_chroot_exe: enter the test's namespaces, then chroot.
+exec nsenter --target $NS_PID --net --pid --mount --uts --ipc -- chroot "\$@"
+EOF
+chmod 0755 "$WORK/chroot-exe"
+export PEREGRINE_TEST_ROOT=$ROOT PEREGRINE_TEST_CHROOT_EXE=$WORK/chroot-exe
+echo "    namespace init pid $NS_PID, hostname $(in_ns hostname), host hostname $(hostname)"
+
+# Stand-in for systemd starting PostgreSQL after its package is installed (the roles do not
+# start services in this test). It exits once the cluster runs.
+in_ns /bin/sh -c '
+    while :; do
+        if dpkg-query -W -f="\${Status}" postgresql-15 2>/dev/null | grep -q "install ok installed" &&
+           [ -f /var/lib/postgresql/15/main/PG_VERSION ] &&
+           [ -f /etc/postgresql/15/main/postgresql.conf ]; then
+            pg_ctlcluster 15 main start && exit 0
+        fi
+        sleep 1
+    done' >"$LOGS/postgresql-standin.log" 2>&1 &
+
+# The chroot connection passes the controller's environment through: keep the CA bundle
+# (same path inside the root once bootstrap.yml copied the CAs), drop host-only pip paths.
+playbook() {
+    env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL \
+        PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+        ansible-playbook -i "$INVENTORY" "$@"
+}
+recap() {  # recap <log> <field>  -> the number from PLAY RECAP
+    sed -n "s/^peregrine-test *:.* $2=\([0-9]*\).*/\1/p" "$1" | tail -n1
+}
+
+# --- bootstrap ------------------------------------------------------------------------
+phase bootstrap "tests/bootstrap.yml (policy-rc.d, CA certificates)"
+playbook "$HERE/bootstrap.yml" >"$LOGS/bootstrap.log" 2>&1 || { tail -n 30 "$LOGS/bootstrap.log"; die "bootstrap failed"; }
+echo "    $(grep -E '^peregrine-test' "$LOGS/bootstrap.log" | tr -s ' ')"
+
+# --- converge -------------------------------------------------------------------------
+phase converge "site.yml, first run (log: $LOGS/converge.log)"
+if ! playbook site.yml >"$LOGS/converge.log" 2>&1; then
+    tail -n 40 "$LOGS/converge.log"
+    die "first converge failed"
+fi
+echo "    $(grep -E '^peregrine-test' "$LOGS/converge.log" | tr -s ' ')"
+sed -n 's/.*"msg": "\(hotpath: [^"]*\)".*/\1/p' "$LOGS/converge.log" | head -n1 | sed 's/^/    /'
+
+# --- idempotence ----------------------------------------------------------------------
+phase idempotence "site.yml, second run must report changed=0"
+if ! playbook site.yml >"$LOGS/idempotence.log" 2>&1; then
+    tail -n 40 "$LOGS/idempotence.log"
+    die "second converge failed"
+fi
+echo "    $(grep -E '^peregrine-test' "$LOGS/idempotence.log" | tr -s ' ')"
+changed=$(recap "$LOGS/idempotence.log" changed)
+if [ "$changed" = 0 ]; then
+    pass "second run of site.yml: changed=0"
+else
+    grep -E '^changed: ' "$LOGS/idempotence.log" | sed 's/^/      /' || true
+    grep -B1 -E '^changed: ' "$LOGS/idempotence.log" | grep TASK | sed 's/^/      /' || true
+    fail "second run of site.yml: changed=$changed (expected 0)"
+fi
+
+# --- services -------------------------------------------------------------------------
+phase services "start what the roles configured, as systemd would, inside the namespaces"
+# PostgreSQL: restart so the role's conf.d drop-in and pg_hba.conf take effect.
+in_ns pg_ctlcluster 15 main restart >"$LOGS/postgresql.log" 2>&1 || { cat "$LOGS/postgresql.log"; fail "PostgreSQL restarts with the role's configuration"; }
+# memcached with /etc/memcached.conf, through Debian's own wrapper (what the unit runs).
+in_ns /usr/share/memcached/scripts/systemd-memcached-wrapper /etc/memcached.conf >"$LOGS/memcached.log" 2>&1 &
+# collectd (statsd receiver).
+in_ns /usr/sbin/collectd -C /etc/collectd/collectd.conf >"$LOGS/collectd.log" 2>&1 || fail "collectd starts"
+# The app, from its unit file: User, WorkingDirectory, EnvironmentFile, UMask, ExecStart.
+unit=$ROOT/etc/systemd/system/peregrine.service
+unit_get() { sed -n "s/^$1=//p" "$unit" | head -n1; }
+app_user=$(unit_get User) app_wd=$(unit_get WorkingDirectory) app_env=$(unit_get EnvironmentFile)
+app_exec=$(unit_get ExecStart) app_umask=$(unit_get UMask)
+in_ns install -d -o "$app_user" -g "$(unit_get Group)" -m "$(unit_get RuntimeDirectoryMode)" /run/peregrine
+in_ns /bin/sh -c "umask $app_umask; set -a; . '$app_env'; set +a; cd '$app_wd' && exec runuser -u '$app_user' -- $app_exec" \
+    >"$LOGS/app.log" 2>&1 &
+APP_SHELL_PID=$!
+in_ns nginx -t >"$LOGS/nginx.log" 2>&1 && in_ns nginx >>"$LOGS/nginx.log" 2>&1 || fail "nginx starts"
+ready=""
+for _ in $(seq 60); do
+    code=$(on_net curl -sk -o /dev/null -w '%{http_code}' --max-time 2 https://127.0.0.1/readyz || true)
+    [ "$code" = 200 ] && { ready=1; break; }
+    kill -0 "$APP_SHELL_PID" 2>/dev/null || break
+    sleep 1
+done
+[ -n "$ready" ] || { tail -n 30 "$LOGS/app.log"; fail "the app became ready (GET /readyz through nginx = 200), last code ${code:-none}"; }
+echo "    ready after $(elapsed "$PHASE_START")s"
+
+# --- checks ---------------------------------------------------------------------------
+phase checks "configuration and behaviour"
+# Start the slow-client probe first: it takes client_header_timeout (10 s) to resolve.
+on_net timeout 30 bash -c '
+    exec 3<>/dev/tcp/127.0.0.1/80
+    printf "GET /healthz HTTP/1.1\r\nHost: x\r\n" >&3     # never finishes the headers
+    start=$(date +%s); cat <&3 >/dev/null; echo $(( $(date +%s) - start ))' >"$WORK/slowloris.out" 2>/dev/null &
+SLOW_PID=$!
+
+psql_show() { in_ns runuser -u postgres -- psql -XAtc "show $1"; }
+expect_eq() { [ "$2" = "$3" ] || { echo "      $1: got '$2', expected '$3'"; return 1; }; }
+check "PostgreSQL tuned for 16 GB / 4 vCPU all-in-one (shared_buffers 3GB, effective_cache_size 9GB, work_mem 30247kB)" \
+    eval 'expect_eq shared_buffers "$(psql_show shared_buffers)" 3GB &&
+          expect_eq effective_cache_size "$(psql_show effective_cache_size)" 9GB &&
+          expect_eq work_mem "$(psql_show work_mem)" 30247kB &&
+          expect_eq maintenance_work_mem "$(psql_show maintenance_work_mem)" 768MB &&
+          expect_eq max_parallel_workers_per_gather "$(psql_show max_parallel_workers_per_gather)" 2'
+check "PostgreSQL listens on loopback only here (listen_addresses)" \
+    eval 'expect_eq listen_addresses "$(psql_show listen_addresses)" "localhost,127.0.0.1"'
+check "the app's role and database exist (peregrine owns peregrine)" \
+    eval '[ "$(in_ns runuser -u postgres -- psql -XAtc "select pg_get_userbyid(datdba) from pg_database where datname = '"'"'peregrine'"'"'")" = peregrine ]'
+mc_stats=$(on_net bash -c 'exec 3<>/dev/tcp/127.0.0.1/11211; printf "stats settings\r\nquit\r\n" >&3; timeout 2 cat <&3' 2>/dev/null | tr -d '\r' || true)
+check "memcached runs with -m 1638 -c 4096 -t 4 on 127.0.0.1, UDP off" \
+    eval 'grep -qx "STAT maxbytes $((1638 * 1024 * 1024))" <<<"$mc_stats" &&
+          grep -qx "STAT maxconns 4096" <<<"$mc_stats" && grep -qx "STAT num_threads 4" <<<"$mc_stats" &&
+          grep -qx "STAT udpport 0" <<<"$mc_stats" && grep -qx "STAT inter 127.0.0.1" <<<"$mc_stats"'
+check "collectd's statsd plugin listens on 127.0.0.1:8125/udp" \
+    eval 'on_net ss -Hlun "sport = :8125" | grep -q 127.0.0.1:8125'
+check "systemd-analyze verify accepts peregrine.service and locust-worker.service" \
+    in_ns systemd-analyze verify /etc/systemd/system/peregrine.service /etc/systemd/system/locust-worker.service
+check "peregrine.service stops gracefully (TimeoutStopSec > graceful_timeout) with LimitNOFILE" \
+    eval 'grep -qx "TimeoutStopSec=35" "$unit" && grep -qx "KillMode=mixed" "$unit" && grep -qx "LimitNOFILE=65536" "$unit" &&
+          grep -q "graceful-timeout 25" "$ROOT/etc/peregrine/peregrine.env"'
+check "the env file is mode 0600 root:root" \
+    eval '[ "$(stat -c %a:%U:%G "$ROOT/etc/peregrine/peregrine.env")" = 600:root:root ]'
+check "gunicorn listens on its unix socket only (no TCP listener but nginx, postgres, memcached)" \
+    eval '[ -S "$ROOT/run/peregrine/gunicorn.sock" ] && ! on_net ss -Hltnp | grep -v -e nginx -e postgres -e memcached | grep -q .'
+check "the release's hot path is compiled" \
+    eval 'in_ns /bin/sh -c "cd /opt/peregrine/current && venv/bin/python -B -c \"import hotpath.status as s; print(s.describe())\"" | tee "$WORK/hotpath.out" | grep -qv pure-python'
+sed 's/^/      /' "$WORK/hotpath.out" 2>/dev/null || true
+
+req() {  # req METHOD PATH [JSON] [curl args...]
+    local method=$1 path=$2 data=${3:-}
+    shift 2; [ $# -gt 0 ] && shift
+    on_net curl -sk --max-time 10 -X "$method" -H 'Content-Type: application/json' \
+        ${data:+--data-binary "$data"} -o "$WORK/body" -D "$WORK/headers" -w '%{http_code}' "$@" \
+        "https://127.0.0.1$path" || echo 000
+}
+json() { /usr/bin/python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {"d": d}))' "$WORK/body" "$1" 2>/dev/null; }
+
+check "HTTP on :80 redirects to HTTPS (308)" \
+    eval '[ "$(on_net curl -s -o /dev/null -w "%{http_code}" --max-time 5 http://127.0.0.1/v1/products)" = 308 ]'
+check "GET /healthz through nginx (TLS) = 200" eval '[ "$(req GET /healthz)" = 200 ]'
+check "GET /readyz through nginx = 200 with \"cache\": \"ok\"" \
+    eval '[ "$(req GET /readyz)" = 200 ] && [ "$(json "d.get(\"cache\")")" = ok ]'
+check "nginx passes X-Request-ID through (client value echoed)" \
+    eval 'req GET /healthz "" -H "X-Request-ID: deploy-test-1" >/dev/null && grep -qi "^x-request-id: deploy-test-1" "$WORK/headers"'
+big=$(head -c 70000 /dev/zero | tr '\0' 'a')
+check "a 70 kB body is refused by nginx with 413 (client_max_body_size 64k)" \
+    eval '[ "$(req POST /v1/auth/register "{\"pad\":\"$big\"}")" = 413 ]'
+
+# The API chain: seed a catalog, register, log in, read a product.
+if in_ns /bin/sh -c "set -a; . '$app_env'; set +a; cd '$app_wd' && runuser -u '$app_user' -- venv/bin/python -m app seed --products 25 --users 1 --seed 7" >"$LOGS/seed.log" 2>&1; then
+    pass "python -m app seed --products 25 (as the service user, with the deployed env file)"
+else
+    sed 's/^/      /' "$LOGS/seed.log" | tail -n 5
+    fail "python -m app seed --products 25"
+fi
+email="deploy-test-$RANDOM$RANDOM@example.com"
+code=$(req POST /v1/auth/register "{\"email\":\"$email\",\"password\":\"deploy-test-password-1\",\"name\":\"Deploy Test\"}")
+check "POST /v1/auth/register = 201 (got $code)" eval '[ "$code" = 201 ]'
+code=$(req POST /v1/auth/login "{\"email\":\"$email\",\"password\":\"deploy-test-password-1\"}")
+token=$(json 'd["access_token"]' || true)
+check "POST /v1/auth/login = 200 with an access_token (got $code)" eval '[ "$code" = 200 ] && [ -n "$token" ]'
+code=$(req GET '/v1/products?limit=5' "" ${token:+-H "Authorization: Bearer $token"})
+product=$(json 'd["items"][0]["id"]' || true)
+check "GET /v1/products = 200 with items (got $code)" eval '[ "$code" = 200 ] && [ -n "$product" ]'
+code=$(req GET "/v1/products/${product:-missing}" "" ${token:+-H "Authorization: Bearer $token"})
+check "GET /v1/products/{id} = 200 with an ETag (got $code)" \
+    eval '[ "$code" = 200 ] && grep -qi "^etag:" "$WORK/headers"'
+
+wait "$SLOW_PID" 2>/dev/null || true
+slow=$(cat "$WORK/slowloris.out" 2>/dev/null || true)
+check "a client that never finishes its headers is cut off by nginx in ~10 s (took ${slow:-?} s)" \
+    eval '[ -n "$slow" ] && [ "$slow" -ge 9 ] && [ "$slow" -le 15 ]'
+
+# Graceful stop: SIGTERM to the gunicorn master (what systemd sends) ends it well within
+# TimeoutStopSec.
+master=$(in_ns pgrep -o -f gunicorn || true)
+if [ -n "$master" ]; then
+    t0=$(date +%s.%N)
+    in_ns kill -TERM "$master"
+    for _ in $(seq 350); do in_ns kill -0 "$master" 2>/dev/null || break; sleep 0.1; done
+    took=$(elapsed "$t0")
+    check "SIGTERM stops gunicorn in ${took}s (< TimeoutStopSec 35 s)" \
+        eval '! in_ns kill -0 "$master" 2>/dev/null'
+else
+    fail "find the gunicorn master to stop it"
+fi
+
+if [ -n "$LINT_PID" ]; then
+    phase lint-wait "waiting for ansible-lint"
+    if wait "$LINT_PID"; then
+        LINT_PID=""
+        pass "ansible-lint (profile production): $(grep -E 'Passed|Failed' "$LOGS/ansible-lint.log" | tail -n1)"
+    else
+        LINT_PID=""
+        tail -n 20 "$LOGS/ansible-lint.log"
+        fail "ansible-lint (profile production), see $LOGS/ansible-lint.log"
+    fi
+fi
+end_phase
+
+[ "$FAILED" = 0 ] || { printf '\nSOME CHECKS FAILED\n'; exit 1; }
+printf '\nALL CHECKS PASSED\n'
