@@ -256,6 +256,10 @@ class LocalStack:
 
     def up(self) -> dict[str, str]:
         self.root.mkdir(parents=True, exist_ok=True)
+        if _service_user() is not None:
+            # The servers run unprivileged and must reach their data below
+            # this directory (mkdtemp, for one, makes it 0700).
+            self.root.chmod(self.root.stat().st_mode | 0o011)
         pg, mc = self._servers()
         if not pg.running():
             if pg.initialized() and not self._port_free(pg.port):

@@ -59,6 +59,7 @@ def services(args):
         yield dict(os.environ)
         return
     run_dir = tempfile.mkdtemp(prefix="peregrine-bench-")
+    os.chmod(run_dir, 0o755)  # the servers run unprivileged when we are root
     env = dict(os.environ, PEREGRINE_RUN_DIR=run_dir)
     try:
         # taskset: the daemons (and every Postgres backend they fork) stay on CPU1.
