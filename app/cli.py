@@ -119,7 +119,8 @@ def parser() -> argparse.ArgumentParser:
         description="Run, migrate, seed and manage Peregrine (also: python -m app).")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("services", help="start/stop a private Postgres and memcached for development")
+    s = sub.add_parser("services",
+                       help="start/stop a private Postgres and memcached for development")
     s.add_argument("action", choices=("up", "down", "status", "env"),
                    help="up prints export lines: eval \"$(python -m app services up)\"")
     s.set_defaults(func=cmd_services)

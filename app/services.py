@@ -191,7 +191,8 @@ class MemcachedServer:
     def start(self) -> None:
         binary = shutil.which("memcached") or "/usr/bin/memcached"
         if not os.path.exists(binary):
-            raise ServiceError("memcached not found: apt-get install memcached (or `make system-deps`)")
+            raise ServiceError(
+                "memcached not found: apt-get install memcached (or `make system-deps`)")
         self.root.mkdir(parents=True, exist_ok=True)
         argv = [binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0",
                 "-m", str(self.memory_mb), "-c", "4096"]

@@ -8,7 +8,7 @@ import msgspec
 import pytest
 
 from app.media import MAX_BODY_BYTES, read_json
-from app.operations import PUBLIC, USER, operation
+from app.operations import PUBLIC, operation
 from app.routes import ROUTES
 
 

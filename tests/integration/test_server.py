@@ -1,6 +1,5 @@
 """Peregrine under real gunicorn gevent workers with the production config."""
 
-import socket
 import threading
 import time
 

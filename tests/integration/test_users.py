@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from tests.support.api import PASSWORD, bearer, login, new_user, register, unique_email
+from tests.support.api import bearer, new_user, register
 
 
 def test_user_sees_self_but_another_user_is_404(client):
