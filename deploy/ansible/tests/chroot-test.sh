@@ -223,6 +223,7 @@ in_ns /bin/sh -c '
 playbook() {
     env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL \
         PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+        ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks PROFILE_TASKS_TASK_OUTPUT_LIMIT=6 \
         ansible-playbook -i "$INVENTORY" "$@"
 }
 recap() {  # recap <log> <field>  -> the number from PLAY RECAP
@@ -241,7 +242,10 @@ if ! playbook site.yml >"$LOGS/converge.log" 2>&1; then
     die "first converge failed"
 fi
 echo "    $(grep -E '^peregrine-test' "$LOGS/converge.log" | tr -s ' ')"
-sed -n 's/.*"msg": "\(hotpath: [^"]*\)".*/\1/p' "$LOGS/converge.log" | head -n1 | sed 's/^/    /'
+slowest() {  # the slowest tasks, from profile_tasks' summary at the end of the log
+    sed -n '/^TASKS RECAP/,$p' "$1" | grep -E ' -+ [0-9.]+s *$' | head -n 5 | sed 's/^/      /' || true
+}
+echo "    slowest tasks:"; slowest "$LOGS/converge.log"
 
 # --- idempotence ----------------------------------------------------------------------
 phase idempotence "site.yml, second run must report changed=0"
@@ -250,6 +254,7 @@ if ! playbook site.yml >"$LOGS/idempotence.log" 2>&1; then
     die "second converge failed"
 fi
 echo "    $(grep -E '^peregrine-test' "$LOGS/idempotence.log" | tr -s ' ')"
+echo "    slowest tasks:"; slowest "$LOGS/idempotence.log"
 changed=$(recap "$LOGS/idempotence.log" changed)
 if [ "$changed" = 0 ]; then
     pass "second run of site.yml: changed=0"
