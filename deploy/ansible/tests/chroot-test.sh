@@ -378,6 +378,17 @@ slow=$(cat "$WORK/slowloris.out" 2>/dev/null || true)
 check "a client that never finishes its headers is cut off by nginx in ~10 s (took ${slow:-?} s)" \
     eval '[ -n "$slow" ] && [ "$slow" -ge 9 ] && [ "$slow" -le 15 ]'
 
+# rolling_update.yml against the running stack: drain (upstream file marked down, nginx -t),
+# app role (same release: nothing to do), /readyz through the socket, put back.
+if playbook rolling_update.yml -e rolling_update_drain_seconds=1 >"$LOGS/rolling-update.log" 2>&1; then
+    pass "rolling_update.yml runs (drain + nginx -t, app role, /readyz, undrain): $(grep -E '^peregrine-test' "$LOGS/rolling-update.log" | tr -s ' ' | cut -d' ' -f3-4)"
+else
+    tail -n 25 "$LOGS/rolling-update.log" | sed 's/^/      /'
+    fail "rolling_update.yml runs"
+fi
+check "after the rolling update the upstream server is back (not down)" \
+    eval '! grep -q " down;" "$ROOT/etc/nginx/peregrine-upstream.d/peregrine-test.conf" && [ "$(req GET /readyz)" = 200 ]'
+
 # Graceful stop: SIGTERM to the gunicorn master (what systemd sends) ends it well within
 # TimeoutStopSec.
 master=$(in_ns pgrep -o -f gunicorn || true)
