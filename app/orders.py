@@ -23,7 +23,9 @@ from decimal import Decimal
 import gevent
 import psycopg2.errors
 
-from app.errors import BadRequest, Conflict, NotFound, OutOfStock, ValidationFailed
+from app.errors import (
+    BadRequest, Conflict, NotFound, OutOfStock, Unavailable, ValidationFailed,
+)
 from app.ids import is_uuid
 from app.media import encoder
 from app.pagination import UUIDText, decode_cursor, page
@@ -62,9 +64,9 @@ class Orders:
                 break
             except _Replay:
                 return self._replay(principal, idempotency_key, request_hash)
-            except _RETRYABLE:
+            except _RETRYABLE as ex:
                 if attempt == RETRIES:
-                    raise
+                    raise _contention() from ex
                 self._metrics.incr("orders.retry")
                 gevent.sleep(random.uniform(0.005, 0.05) * attempt)
         # After commit: the product pages must show the new stock.
@@ -153,9 +155,9 @@ class Orders:
             try:
                 order, product_ids = self._cancel_once(principal, order_id)
                 break
-            except _RETRYABLE:
+            except _RETRYABLE as ex:
                 if attempt == RETRIES:
-                    raise
+                    raise _contention() from ex
                 gevent.sleep(random.uniform(0.005, 0.05) * attempt)
         self._catalog.invalidate_products(product_ids, lists=False)
         return order
@@ -172,6 +174,12 @@ class Orders:
                 q.return_stock(cur, product_id, quantity)
             order = q.order(cur, order_id, None)
         return order, [product_id for product_id, _ in lines]
+
+
+def _contention() -> Unavailable:
+    """Every retry hit a deadlock or serialization failure: ask the client to retry."""
+    return Unavailable("the order could not be completed under contention; retry",
+                       retry_after=1)
 
 
 def _reject_duplicate_lines(body: OrderIn) -> None:

@@ -181,3 +181,21 @@ def test_order_updates_the_cached_product_stock(client, admin):
     assert stock(client, product["id"]) == 4  # now cached
     order(client, new_user(client), [(product["id"], 1)])
     assert stock(client, product["id"]) == 3
+
+
+def test_persistent_deadlocks_end_in_503_not_500(client, admin, app, monkeypatch):
+    import psycopg2.errors
+
+    product = create_product(client, admin)
+    user = new_user(client)
+    attempts = []
+
+    def always_deadlocked(*args):
+        attempts.append(1)
+        raise psycopg2.errors.DeadlockDetected()
+
+    monkeypatch.setattr(app.deps.orders, "_place_once", always_deadlocked)
+    result = order(client, user, [(product["id"], 1)])
+    assert result.status_code == 503 and result.json["error"]["code"] == "unavailable"
+    assert result.headers["retry-after"] == "1"
+    assert len(attempts) == 3
