@@ -34,9 +34,12 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
-from app.errors import DatabaseUnavailable, QueryTimeout
+from app.errors import DatabaseUnavailable, QueryTimeout, ValidationFailed
 
 log = logging.getLogger(__name__)
+
+# psycopg2's ValueError when a str parameter holds U+0000.
+_NUL_IN_TEXT = "cannot contain NUL (0x00)"
 
 _STATUS_IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 _STATUS_UNKNOWN = psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN
@@ -134,6 +137,14 @@ class Pool:
             if translated is ex:
                 raise
             raise translated from ex
+        except ValueError as ex:
+            discard = False  # raised while adapting parameters: nothing was sent
+            if _NUL_IN_TEXT in str(ex):
+                # Postgres text cannot hold U+0000; whatever field carried it
+                # (body, query string), it is the client's input that is bad.
+                raise ValidationFailed(
+                    "text must not contain NUL (\\u0000) characters") from None
+            raise
         except Exception:
             discard = False  # an application error; release() rolls back
             raise
@@ -245,4 +256,8 @@ def _translate(ex: psycopg2.Error, conn: PooledConnection) -> Exception:
         return QueryTimeout("the database took too long to answer")
     if isinstance(ex, psycopg2.errors.LockNotAvailable):
         return QueryTimeout("the data is busy; try again")
+    if isinstance(ex, psycopg2.DataError):
+        # Input that passed validation but not the column (e.g. an order
+        # total beyond numeric(14,2)): the client's data, not our bug.
+        return ValidationFailed("a value is out of range for what can be stored")
     return ex

@@ -199,3 +199,13 @@ def test_persistent_deadlocks_end_in_503_not_500(client, admin, app, monkeypatch
     assert result.status_code == 503 and result.json["error"]["code"] == "unavailable"
     assert result.headers["retry-after"] == "1"
     assert len(attempts) == 3
+
+
+def test_an_order_total_beyond_storage_is_422(client, admin):
+    # Two lines of 100 x 9,999,999,999.99 exceed numeric(14,2).
+    first, second = (create_product(client, admin, price="9999999999.99", stock=10_000)
+                     for _ in range(2))
+    user = new_user(client)
+    result = order(client, user, [(first["id"], 100), (second["id"], 100)])
+    assert result.status_code == 422, result.text
+    assert stock(client, first["id"]) == stock(client, second["id"]) == 10_000

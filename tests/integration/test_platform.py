@@ -229,3 +229,14 @@ def test_readyz_is_503_with_retry_after_when_the_pool_is_exhausted(config, db):
         app.deps.close()
     assert_envelope(result, 503, "unavailable")
     assert result.headers["retry-after"]
+
+
+def test_nul_characters_in_text_are_422_wherever_they_come_from(client):
+    register = client.simulate_post("/v1/auth/register", json={
+        "email": "nul@example.test", "password": "password1", "name": "a\u0000b"})
+    login = client.simulate_post("/v1/auth/login",
+                                 json={"email": "n\u0000@example.test", "password": "password1"})
+    search = client.simulate_get("/v1/products", query_string="q=a%00b")
+    for result in (register, login, search):
+        assert_envelope(result, 422, "validation_failed")
+        assert "NUL" in result.json["error"]["message"]
