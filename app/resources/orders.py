@@ -26,7 +26,7 @@ class OrdersResource:
         resp.content_type = falcon.MEDIA_JSON
 
     @operation(access=USER, summary="Orders, newest first (admins: all, or ?user_id=)",
-               query=OrderQuery, response=OrderPage, tag="orders")
+               query=OrderQuery, response=OrderPage, errors=(404,), tag="orders")
     def on_get(self, req, resp):
         query = read_query(req, OrderQuery)
         write_json(resp, self._orders.list(req.context.user, query.user_id, query.limit,
