@@ -103,6 +103,28 @@ def cmd_create_user(args) -> None:
     print(f"created {args.role} {args.email} with id {user_id}")
 
 
+def cmd_prune(args) -> None:
+    from datetime import timedelta
+
+    import psycopg2
+
+    from app.queries import maintenance
+
+    if args.idempotency_hours < 1 or args.refresh_days < 0:
+        _fail("--idempotency-hours must be >= 1 and --refresh-days >= 0")
+    try:
+        conn = psycopg2.connect(_database_url(), application_name="peregrine-prune",
+                                connect_timeout=10)
+        with conn, conn.cursor() as cur:
+            keys = maintenance.prune_idempotency_keys(cur, timedelta(hours=args.idempotency_hours))
+            tokens = maintenance.prune_refresh_tokens(cur, timedelta(days=args.refresh_days))
+        conn.close()
+    except psycopg2.Error as ex:
+        _fail(f"pruning failed: {str(ex).strip()}")
+    print(f"pruned {keys} idempotency key(s) older than {args.idempotency_hours} h and "
+          f"{tokens} refresh token(s) expired over {args.refresh_days} day(s) ago")
+
+
 def cmd_serve(args) -> None:
     _config()  # fail here, with a clear message, rather than in every worker
     if not GUNICORN_CONF.exists():
@@ -140,6 +162,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default=None, help="display name (default: the email's local part)")
     s.add_argument("--role", choices=("user", "admin"), default="user")
     s.set_defaults(func=cmd_create_user)
+
+    s = sub.add_parser("prune", help="delete expired idempotency keys and refresh tokens "
+                                     "(run daily, e.g. from cron)")
+    s.add_argument("--idempotency-hours", type=int, default=24,
+                   help="keep Idempotency-Key records this long (default 24)")
+    s.add_argument("--refresh-days", type=int, default=1,
+                   help="keep refresh tokens this long after they expire (default 1)")
+    s.set_defaults(func=cmd_prune)
 
     s = sub.add_parser("serve", help="run the API under gunicorn with gunicorn.conf.py")
     s.add_argument("gunicorn_args", nargs=argparse.REMAINDER,

@@ -131,3 +131,27 @@ def test_console_script_is_the_same_cli():
     assert via_script.returncode == 0
     assert via_script.stdout == via_module.stdout
     assert "services" in via_script.stdout and "create-user" in via_script.stdout
+
+
+def test_prune_deletes_only_what_has_expired(base_env, db):
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO users (email, name, password_hash) VALUES ('p@x.test', 'P', 'h')"
+                    " RETURNING id")
+        user_id = cur.fetchone()[0]
+        cur.execute(
+            "INSERT INTO idempotency_keys (user_id, key, request_hash, response_status,"
+            " response_body, created_at) VALUES"
+            " (%(u)s, 'old', 'h', 201, 'b', now() - interval '25 hours'),"
+            " (%(u)s, 'new', 'h', 201, 'b', now() - interval '1 hour')", {"u": user_id})
+        cur.execute(
+            "INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at) VALUES"
+            " (%(u)s, gen_random_uuid(), 'a', now() - interval '2 days'),"
+            " (%(u)s, gen_random_uuid(), 'b', now() - interval '1 hour'),"
+            " (%(u)s, gen_random_uuid(), 'c', now() + interval '1 day')", {"u": user_id})
+    out = cli("prune", env=base_env).stdout
+    assert "pruned 1 idempotency key(s)" in out and "1 refresh token(s)" in out
+    with db.cursor() as cur:
+        cur.execute("SELECT key FROM idempotency_keys")
+        assert cur.fetchall() == [("new",)]
+        cur.execute("SELECT token_hash FROM refresh_tokens ORDER BY token_hash")
+        assert [bytes(row[0]) for row in cur.fetchall()] == [b"b", b"c"]
