@@ -13,10 +13,8 @@ skip it.
 
 import base64
 import datetime
-import glob
 import hmac
 import json
-import os
 from unittest import mock
 
 import jwt as pyjwt
@@ -24,24 +22,11 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-import hotpath
 from hotpath import _jwt_py
 from hotpath._jwt_errors import InvalidTokenError
+from tests.hotpath.twins import NOT_BUILT
+from tests.hotpath.twins import jwt_c as _jwt_c
 
-
-def _load_compiled_twin():
-    try:
-        from hotpath import _jwt_c
-    except ImportError:
-        # A built but unimportable module is a failure, never a skip.
-        if glob.glob(os.path.join(os.path.dirname(hotpath.__file__), "_jwt_c*.so")):
-            raise
-        return None
-    return _jwt_c
-
-
-_jwt_c = _load_compiled_twin()
-NOT_BUILT = "hotpath/_jwt_c*.so is not built (python setup.py build_ext --inplace)"
 needs_compiled = pytest.mark.skipif(_jwt_c is None, reason=NOT_BUILT)
 
 KEY = bytes(range(100, 132))

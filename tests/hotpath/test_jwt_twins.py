@@ -6,33 +6,18 @@ not just the same verdict.
 """
 
 import base64
-import glob
 import hmac
 import json
-import os
 import time
 
 import jwt as pyjwt
 import pytest
 
-import hotpath
 from hotpath import _jwt_py
 from hotpath._jwt_errors import InvalidTokenError
+from tests.hotpath.twins import NOT_BUILT
+from tests.hotpath.twins import jwt_c as _jwt_c
 
-
-def _load_compiled_twin():
-    try:
-        from hotpath import _jwt_c
-    except ImportError:
-        # A built but unimportable module is a failure, never a skip.
-        if glob.glob(os.path.join(os.path.dirname(hotpath.__file__), "_jwt_c*.so")):
-            raise
-        return None
-    return _jwt_c
-
-
-_jwt_c = _load_compiled_twin()
-NOT_BUILT = "hotpath/_jwt_c*.so is not built (python setup.py build_ext --inplace)"
 TWINS = [
     pytest.param(_jwt_py, id="py"),
     pytest.param(_jwt_c, id="c", marks=pytest.mark.skipif(_jwt_c is None, reason=NOT_BUILT)),
