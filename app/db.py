@@ -256,7 +256,7 @@ def _translate(ex: psycopg2.Error, conn: PooledConnection) -> Exception:
         return QueryTimeout("the database took too long to answer")
     if isinstance(ex, psycopg2.errors.LockNotAvailable):
         return QueryTimeout("the data is busy; try again")
-    if isinstance(ex, psycopg2.DataError):
+    if isinstance(ex, psycopg2.errors.NumericValueOutOfRange):
         # Input that passed validation but not the column (e.g. an order
         # total beyond numeric(14,2)): the client's data, not our bug.
         return ValidationFailed("a value is out of range for what can be stored")
