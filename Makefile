@@ -74,6 +74,7 @@ LOCUST_ARGS          ?=
 .PHONY: bench-http bench-load
 
 bench-http: build ## Worker classes side by side on the real app: wrk, pinned cores, ~5 min.
+	@bash scripts/system-deps.sh wrk=wrk taskset=util-linux
 	$(PY) bench/app_workers.py $(BENCH_HTTP_ARGS)
 
 # locust lives in its own venv: it must not change the app's pinned packages.

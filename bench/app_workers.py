@@ -27,7 +27,6 @@ Usage::
     .venv/bin/python bench/app_workers.py [--duration 10] [--rounds 2]
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -37,8 +36,9 @@ import tempfile
 import urllib.request
 from contextlib import contextmanager
 
-from http_workers import ROOT, drive, free_port, keep_best, print_table, wait_until_serving, \
-    worker_pid
+from http_workers import (
+    ROOT, base_parser, drive, free_port, keep_best, print_table, wait_until_serving, worker_pid,
+)
 
 WORKERS = ("gevent", "gevent_pywsgi", "peregrine")
 SCENARIOS = ("healthz", "product", "me")
@@ -164,11 +164,7 @@ def run_worker(worker_class, env, args, state):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds per run")
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=1,
-                        help="runs per worker class, interleaved; the best is kept")
+    parser = base_parser(__doc__)
     parser.add_argument("--workers", nargs="+", default=WORKERS,
                         help="PEREGRINE_WORKER_CLASS values (default: %(default)s)")
     parser.add_argument("--scenarios", nargs="+", default=SCENARIOS, choices=SCENARIOS)

@@ -149,12 +149,18 @@ def run_one(worker_class, args):
         server.wait(timeout=40)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def base_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every worker benchmark shares: run length, load, rounds."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=1,
-                        help="runs per worker, interleaved; the best is kept")
+                        help="runs per worker class, interleaved; the best is kept")
+    return parser
+
+
+def main():
+    parser = base_parser(__doc__)
     parser.add_argument("--path", default="/hello")
     parser.add_argument("--workers", nargs="+", default=WORKERS)
     args = parser.parse_args()

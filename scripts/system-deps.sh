@@ -16,6 +16,10 @@ import os, sys, sysconfig
 sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)
 PY
 [ -e /usr/include/openssl/hmac.h ] || missing+=(libssl-dev)
+# Extra tools a target needs, given as command=package (e.g. wrk=wrk for benchmarks).
+for wanted in "$@"; do
+  command -v "${wanted%%=*}" >/dev/null 2>&1 || missing+=("${wanted#*=}")
+done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "system packages: all present"
