@@ -56,9 +56,14 @@ class Accounts:
                              details={"known_user": user_id is not None})
             raise Unauthorized(_BAD_CREDENTIALS)
         refresh, refresh_hash = tokens.new_refresh_token()
-        with self._pool.transaction() as conn, conn.cursor() as cur:
-            token_queries.create_family(cur, user_id, refresh_hash, tokens.REFRESH_LIFETIME)
-            audit.record(cur, "auth.login", actor_id=user_id, subject_id=user_id, ip=ip)
+        try:
+            with self._pool.transaction() as conn, conn.cursor() as cur:
+                token_queries.create_family(cur, user_id, password_hash, refresh_hash,
+                                            tokens.REFRESH_LIFETIME)
+                audit.record(cur, "auth.login", actor_id=user_id, subject_id=user_id, ip=ip)
+        except token_queries.CredentialsChanged:
+            # The password changed while this login was verifying the old one.
+            raise Unauthorized(_BAD_CREDENTIALS) from None
         self._metrics.incr("auth.login.ok")
         return self._pair(user_id, role, refresh)
 
@@ -76,7 +81,7 @@ class Accounts:
         """A refresh that failed; a spent token means theft: revoke its family."""
         with self._pool.transaction() as conn, conn.cursor() as cur:
             known = token_queries.find(cur, presented_hash)
-            if known is not None and known[2]:
+            if known is not None and known[2]:  # spent before: a replay
                 family_id, user_id, _ = known
                 revoked = token_queries.revoke_family(cur, family_id)
                 audit.record(cur, "auth.refresh_reuse", subject_id=user_id, ip=ip,
@@ -133,10 +138,19 @@ class Accounts:
             raise NotFound("no such user")
         return user
 
+    def current_role(self, user_id: str) -> str | None:
+        """The account's role now (None: no such account), whatever a token says."""
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            return users.role_of(cur, user_id)
+
     def update(self, principal: tokens.Principal, user_id: str, body: UpdateUserIn) -> UserOut:
         if not is_uuid(user_id):
             raise NotFound("no such user")
+        if body.role is not None and user_id == principal.id:
+            raise Forbidden("an admin cannot change its own role")
         with self._pool.transaction() as conn, conn.cursor() as cur:
+            if body.role is not None:
+                self._check_role_change(cur, principal, user_id, body.role)
             old_role = users.role_of(cur, user_id, lock=True)
             if old_role is None:
                 raise NotFound("no such user")
@@ -145,6 +159,21 @@ class Accounts:
                 audit.record(cur, "user.role_changed", actor_id=principal.id,
                              subject_id=user_id, details={"from": old_role, "to": body.role})
         return user
+
+    @staticmethod
+    def _check_role_change(cur, principal: tokens.Principal, user_id: str, role: str) -> None:
+        """Decide a role change with every admin row locked.
+
+        Two admins demoting each other at once would otherwise both see two
+        admins and leave none. With the admin set locked the second waits,
+        then sees the first's result: its own authority is gone (403), or the
+        target is the last admin (409).
+        """
+        admins = users.lock_admins(cur)
+        if principal.id not in admins:
+            raise Forbidden("this needs the admin role")
+        if role != "admin" and user_id in admins and len(admins) == 1:
+            raise Conflict("the last admin cannot be demoted")
 
     def list(self, limit: int, cursor: str | None) -> UserPage:
         after = decode_cursor(cursor, tuple[datetime, UUIDText]) if cursor else None

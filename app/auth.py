@@ -46,9 +46,18 @@ def bearer_token(req) -> str:
 
 
 class AccessControl:
+    """Token, role and general rate limit, for every routed request.
+
+    ``current_role(user_id)`` looks the account's role up now. It is asked
+    only when a token claims ``admin`` (admin traffic is rare; user traffic
+    pays nothing): a demoted admin is a user from its next request on, and a
+    deleted account's token stops working.
+    """
+
     def __init__(self, secret: bytes, limiter: RateLimiter, general_limit_per_minute: int,
-                 metrics):
+                 metrics, current_role):
         self._secret = secret
+        self._current_role = current_role
         self._limiter = limiter
         self._metrics = metrics
         self._general = Limit("general", general_limit_per_minute, 60, fail_closed=False)
@@ -63,6 +72,8 @@ class AccessControl:
             except tokens.InvalidToken:
                 self._metrics.incr("auth.token.invalid")
                 raise Unauthorized("the access token is invalid or expired") from None
+            if principal.is_admin:
+                principal = self._with_current_role(principal)
             if op.access == ADMIN and not principal.is_admin:
                 raise Forbidden("this needs the admin role")
             req.context.user = principal
@@ -70,3 +81,13 @@ class AccessControl:
             user = req.context.user
             identity = f"user:{user.id}" if user else f"ip:{client_ip(req)}"
             self._limiter.hit(self._general, identity)
+
+    def _with_current_role(self, principal: tokens.Principal) -> tokens.Principal:
+        role = self._current_role(principal.id)
+        if role is None:
+            self._metrics.incr("auth.token.unknown_user")
+            raise Unauthorized("the access token is invalid or expired")
+        if role == principal.role:
+            return principal
+        self._metrics.incr("auth.token.stale_role")
+        return tokens.Principal(principal.id, role)

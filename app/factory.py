@@ -53,7 +53,7 @@ def create_app(
     deps = Dependencies(config, pool, cache, metrics)
 
     access = AccessControl(config.jwt_secret, deps.limiter, config.rate_limit_per_minute,
-                           metrics)
+                           metrics, deps.accounts.current_role)
     app = App(middleware=[RequestContext(metrics), access])
     app.resp_options.xml_error_serialization = False
     errors.register(app)

@@ -1,8 +1,10 @@
 """Access tokens (HS256 JWTs) and refresh tokens (opaque, stored hashed).
 
 Access tokens are issued with PyJWT and verified by ``hotpath.jwt``, the
-strict verifier with a compiled twin. They live 15 minutes, so a role change
-reaches a user's token at the next refresh.
+strict verifier with a compiled twin. They live 15 minutes. The role they
+carry is a hint: a token that claims ``admin`` is checked against the
+account's current role on every request (app/auth.py), so a demotion takes
+effect at once; a promotion reaches the token at the next refresh.
 """
 
 from __future__ import annotations

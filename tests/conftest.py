@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 JWT_SECRET = "test-secret-" + "x" * 40
 
 TABLES = ("audit_log", "idempotency_keys", "order_items", "orders", "products",
-          "categories", "refresh_tokens", "users")
+          "categories", "refresh_tokens", "refresh_families", "users")
 
 
 @pytest.fixture(scope="session")

@@ -18,4 +18,11 @@ def prune_refresh_tokens(cur, older_than: timedelta) -> int:
     is still detected (and its family revoked) for as long as it could work.
     """
     cur.execute("DELETE FROM refresh_tokens WHERE expires_at < now() - %s", (older_than,))
-    return cur.rowcount
+    deleted = cur.rowcount
+    # A family outlives its last token only as an empty row: drop those too.
+    cur.execute(
+        "DELETE FROM refresh_families f WHERE f.created_at < now() - %s"
+        " AND NOT EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = f.id)",
+        (older_than,),
+    )
+    return deleted

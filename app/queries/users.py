@@ -6,6 +6,7 @@ from datetime import datetime
 
 import psycopg2.errors
 
+from app import emails
 from app.schemas.auth import UserOut
 
 _COLUMNS = "id::text, email, name, role, created_at"
@@ -24,9 +25,9 @@ def _user(row) -> UserOut | None:
 def insert(cur, email: str, name: str, password_hash: str, role: str = "user") -> UserOut:
     try:
         cur.execute(
-            f"INSERT INTO users (email, name, password_hash, role) VALUES (%s, %s, %s, %s)"
-            f" RETURNING {_COLUMNS}",
-            (email, name, password_hash, role),
+            "INSERT INTO users (email, email_key, name, password_hash, role)"
+            f" VALUES (%s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+            (email, emails.normalize(email), name, password_hash, role),
         )
     except psycopg2.errors.UniqueViolation:
         raise EmailTaken(email) from None
@@ -35,10 +36,8 @@ def insert(cur, email: str, name: str, password_hash: str, role: str = "user") -
 
 def credentials_by_email(cur, email: str) -> tuple[str, str, str] | None:
     """``(id, password_hash, role)`` of the user with this email, any case."""
-    cur.execute(
-        "SELECT id::text, password_hash, role FROM users WHERE lower(email) = lower(%s)",
-        (email,),
-    )
+    cur.execute("SELECT id::text, password_hash, role FROM users WHERE email_key = %s",
+                (emails.normalize(email),))
     return cur.fetchone()
 
 
@@ -51,6 +50,12 @@ def password_hash(cur, user_id: str) -> str | None:
 def get(cur, user_id: str) -> UserOut | None:
     cur.execute(f"SELECT {_COLUMNS} FROM users WHERE id = %s", (user_id,))
     return _user(cur.fetchone())
+
+
+def lock_admins(cur) -> list[str]:
+    """Lock every admin's row (in id order, so two callers cannot deadlock)."""
+    cur.execute("SELECT id::text FROM users WHERE role = 'admin' ORDER BY id FOR UPDATE")
+    return [row[0] for row in cur.fetchall()]
 
 
 def role_of(cur, user_id: str, *, lock: bool = False) -> str | None:

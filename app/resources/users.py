@@ -48,8 +48,9 @@ class UserResource:
     def on_get(self, req, resp, user_id):
         write_json(resp, self._accounts.get(req.context.user, user_id))
 
-    @operation(access=ADMIN, summary="Change a user's role or name", body=UpdateUserIn,
-               response=UserOut, errors=(404,), tag="users")
+    @operation(access=ADMIN, summary="Change a user's role or name (not one's own role;"
+               " never the last admin's)", body=UpdateUserIn, response=UserOut,
+               errors=(403, 404, 409), tag="users")
     def on_patch(self, req, resp, user_id):
         body = read_json(req, UpdateUserIn)
         write_json(resp, self._accounts.update(req.context.user, user_id, body))

@@ -135,7 +135,8 @@ def test_console_script_is_the_same_cli():
 
 def test_prune_deletes_only_what_has_expired(base_env, db):
     with db.cursor() as cur:
-        cur.execute("INSERT INTO users (email, name, password_hash) VALUES ('p@x.test', 'P', 'h')"
+        cur.execute("INSERT INTO users (email, email_key, name, password_hash)"
+                    " VALUES ('p@x.test', 'p@x.test', 'P', 'h')"
                     " RETURNING id")
         user_id = cur.fetchone()[0]
         cur.execute(
@@ -143,11 +144,17 @@ def test_prune_deletes_only_what_has_expired(base_env, db):
             " response_body, created_at) VALUES"
             " (%(u)s, 'old', 'h', 201, 'b', now() - interval '25 hours'),"
             " (%(u)s, 'new', 'h', 201, 'b', now() - interval '1 hour')", {"u": user_id})
+        families = []
+        for _ in range(3):
+            cur.execute("INSERT INTO refresh_families (user_id, created_at)"
+                        " VALUES (%s, now() - interval '40 days') RETURNING id", (user_id,))
+            families.append(cur.fetchone()[0])
         cur.execute(
             "INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at) VALUES"
-            " (%(u)s, gen_random_uuid(), 'a', now() - interval '2 days'),"
-            " (%(u)s, gen_random_uuid(), 'b', now() - interval '1 hour'),"
-            " (%(u)s, gen_random_uuid(), 'c', now() + interval '1 day')", {"u": user_id})
+            " (%(u)s, %(f0)s, 'a', now() - interval '2 days'),"
+            " (%(u)s, %(f1)s, 'b', now() - interval '1 hour'),"
+            " (%(u)s, %(f2)s, 'c', now() + interval '1 day')",
+            {"u": user_id, "f0": families[0], "f1": families[1], "f2": families[2]})
     out = cli("prune", env=base_env).stdout
     assert "pruned 1 idempotency key(s)" in out and "1 refresh token(s)" in out
     with db.cursor() as cur:
@@ -155,3 +162,6 @@ def test_prune_deletes_only_what_has_expired(base_env, db):
         assert cur.fetchall() == [("new",)]
         cur.execute("SELECT token_hash FROM refresh_tokens ORDER BY token_hash")
         assert [bytes(row[0]) for row in cur.fetchall()] == [b"b", b"c"]
+        # The family left without tokens goes too; the others stay.
+        cur.execute("SELECT id FROM refresh_families ORDER BY created_at, id")
+        assert sorted(row[0] for row in cur.fetchall()) == sorted(families[1:])
