@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import psycopg2
 
-from app import passwords
+from app import emails, passwords
 from app.progress import Progress
 
 #: Every seeded user can log in with this password (load tests rely on it).
@@ -118,7 +118,8 @@ def seed(dsn: str, *, products: int, users: int, seed_value: int = 1) -> SeedRes
 
     def user_rows():
         for index in range(users):
-            yield (_uuid(rng), SEED_EMAIL.format(index=index), f"Load Test User {index}",
+            email = SEED_EMAIL.format(index=index)
+            yield (_uuid(rng), email, emails.normalize(email), f"Load Test User {index}",
                    password_hash, "user")
 
     conn = psycopg2.connect(dsn, application_name="peregrine-seed", connect_timeout=10)
@@ -138,7 +139,7 @@ def seed(dsn: str, *, products: int, users: int, seed_value: int = 1) -> SeedRes
                 product_rows(), "ON CONFLICT DO NOTHING", "products", products,
             )
             made_users = _load(
-                cur, "users", "id, email, name, password_hash, role", user_rows(),
+                cur, "users", "id, email, email_key, name, password_hash, role", user_rows(),
                 "ON CONFLICT DO NOTHING", "users", users,
             )
             cur.execute("ANALYZE categories; ANALYZE products; ANALYZE users")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import falcon
 
+from app import emails
 from app.auth import client_ip
 from app.media import read_json, write_json
 from app.operations import PUBLIC, operation
@@ -38,7 +39,7 @@ class LoginResource:
         body = read_json(req, LoginIn)
         ip = client_ip(req)
         self._limiter.hit(LOGIN_PER_IP, ip or "unknown")
-        self._limiter.hit(LOGIN_PER_IP_AND_EMAIL, f"{ip}|{body.email.lower()}")
+        self._limiter.hit(LOGIN_PER_IP_AND_EMAIL, f"{ip}|{emails.normalize(body.email)}")
         write_json(resp, self._accounts.login(body, ip))
 
 
