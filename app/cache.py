@@ -1,15 +1,34 @@
-"""memcached behind a facade that fails open.
+"""memcached behind a facade that fails open, with one breaker per node.
 
 pymemcache's defaults are wrong for a gevent server (no socket timeouts,
 ``noreply`` writes whose ``add`` always "succeeds", pools that raise when
-exhausted). :class:`Cache` fixes those and adds a circuit breaker:
+exhausted). :class:`Cache` fixes those and gives every memcached node its own
+circuit breaker:
 
 * every call has a connect and a read timeout;
 * any failure is a cache miss (reads) or a skipped write, plus a metric;
-* after ``breaker_threshold`` consecutive failures the cache is skipped
-  entirely for ``breaker_reset`` seconds, so a dead server costs nothing per
-  request; then one probe call decides whether it is back;
-* ``add`` and ``incr`` report what really happened (``None`` when unknown).
+* after ``breaker_threshold`` consecutive failures of one node, that node is
+  skipped for ``breaker_reset`` seconds, so a dead server costs nothing per
+  request; then one probe call decides whether it is back. The other nodes
+  keep serving: one sick node must not empty the whole cache;
+* ``add``, ``incr`` and ``cas`` report what really happened (``None`` when
+  unknown).
+
+Keys are spread by rendezvous hashing over the *configured* servers, and a
+sick node is never taken out of the set: its keys are plain misses, served
+from Postgres, until it is back. Moving them to another node (what
+pymemcache's HashClient does) fills copies there that no invalidation reaches
+once the keys move back, and old copies on the sick node come back with it.
+
+Invalidations that cannot reach their node (a delete in
+:meth:`Cache.invalidate` timing out or skipped by an open breaker, or an
+``incr`` the caller reports as ``lost``) are handed to
+:class:`app.cache_epochs.Epochs`, which moves the node to a new epoch: every
+key is stored on its node as ``e<epoch>:<key>``, so the old values become
+unreachable. The node is chosen
+from the key *without* the epoch, so a bump never moves keys. Without an
+``epochs`` store (tools, unit tests) keys are stored as given and a lost
+invalidation is only counted.
 
 Keys are namespaced and versioned (``peregrine:v1:<ns>:<part>``); any part
 that comes from user input goes through :func:`digest`.
@@ -23,12 +42,12 @@ import time
 import zlib
 
 from pymemcache.client.base import PooledClient
-from pymemcache.client.hash import HashClient
 from pymemcache.client.rendezvous import RendezvousHash
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "peregrine:v1"
+_FAILED = object()  # what _call answers when the node did not
 
 
 def digest(text: str | bytes) -> str:
@@ -58,8 +77,20 @@ def key(namespace: str, *parts: object) -> str:
     return ":".join((KEY_PREFIX, namespace, *map(str, parts)))
 
 
+class _Node:
+    """One configured memcached server: its connection pool and its breaker."""
+
+    __slots__ = ("name", "client", "failures", "open_until")
+
+    def __init__(self, name: str, client: PooledClient):
+        self.name = name
+        self.client = client
+        self.failures = 0
+        self.open_until = 0.0
+
+
 class Cache:
-    """Fail-open memcached access with a circuit breaker."""
+    """Fail-open memcached access with a circuit breaker per node."""
 
     def __init__(
         self,
@@ -71,13 +102,12 @@ class Cache:
         breaker_threshold: int = 5,
         breaker_reset: float = 5.0,
         metrics=None,
+        epochs=None,
     ):
         self.servers = list(servers)
         self.metrics = metrics
         self.breaker_threshold = breaker_threshold
         self.breaker_reset = breaker_reset
-        self._failures = 0
-        self._open_until = 0.0
         common = dict(
             connect_timeout=connect_timeout,
             timeout=timeout,
@@ -87,88 +117,152 @@ class Cache:
             ignore_exc=False,
             default_noreply=False,
         )
-        if len(self.servers) == 1:
-            # PERF: one server needs no key hashing at all.
-            self._client = PooledClient(self.servers[0], **common)
-        else:
-            self._client = HashClient(
-                self.servers,
-                hasher=_Crc32Rendezvous,
-                use_pooling=True,
-                # The breaker below decides when to try again; keep the
-                # client's own dead-server bookkeeping short so they agree.
-                retry_attempts=1,
-                retry_timeout=0,
-                dead_timeout=breaker_reset,
-                **common,
-            )
+        self._nodes = [_Node(f"{host}:{port}", PooledClient((host, port), **common))
+                       for host, port in self.servers]
+        self._by_name = {node.name: node for node in self._nodes}
+        # PERF: one server needs no key hashing at all.
+        self._ring = (None if len(self._nodes) == 1
+                      else _Crc32Rendezvous([node.name for node in self._nodes]))
+        self._epochs = epochs
+        if epochs is not None:
+            epochs.watch([node.name for node in self._nodes])
 
     # -- public API ---------------------------------------------------------
 
     @property
     def available(self) -> bool:
-        """False while the breaker is open."""
-        return time.monotonic() >= self._open_until
+        """False while any node's breaker is open."""
+        now = time.monotonic()
+        return all(now >= node.open_until for node in self._nodes)
+
+    def owner(self, k: str) -> str:
+        """The node (``host:port``) that holds ``k``; only the configuration decides."""
+        return self._owner(k).name
 
     def get(self, k: str) -> bytes | None:
-        return self._call("get", None, k)
+        return self._keyed("get", None, k)
+
+    def gets(self, k: str) -> tuple[bytes | None, bytes | None]:
+        """``(value, cas token)``, ``(None, None)`` when missing or down."""
+        return self._keyed("gets", (None, None), k)
 
     def get_many(self, keys: list[str]) -> dict[str, bytes]:
-        return self._call("get_many", {}, keys) if keys else {}
+        by_node: dict[_Node, dict[str, str]] = {}
+        for k in keys:
+            node, stored = self._route(k)
+            if stored is not None:
+                by_node.setdefault(node, {})[stored] = k
+        found = {}
+        for node, names in by_node.items():
+            for stored, value in self._call(node, "get_many", {}, list(names)).items():
+                found[names[stored]] = value
+        return found
 
     def set(self, k: str, value: bytes, ttl: int) -> bool:
-        return bool(self._call("set", False, k, value, expire=ttl, noreply=True))
+        return bool(self._keyed("set", False, k, value, expire=ttl, noreply=True))
 
     def add(self, k: str, value: bytes, ttl: int) -> bool | None:
         """Store only if absent: True stored, False present, None cache down."""
-        return self._call("add", None, k, value, expire=ttl, noreply=False)
+        return self._keyed("add", None, k, value, expire=ttl, noreply=False)
+
+    def cas(self, k: str, value: bytes, token: bytes, ttl: int) -> bool:
+        """Store only if ``k`` is unchanged since ``gets`` gave ``token``."""
+        return self._keyed("cas", None, k, value, token, expire=ttl, noreply=False) is True
 
     def incr(self, k: str, delta: int = 1) -> int | None:
         """Increment; None when the key is missing or the cache is down."""
-        return self._call("incr", None, k, delta, noreply=False)
+        return self._keyed("incr", None, k, delta, noreply=False)
 
     def delete(self, k: str) -> bool:
-        return bool(self._call("delete", False, k, noreply=False))
+        return bool(self._keyed("delete", False, k, noreply=False))
+
+    def invalidate(self, keys, *, lost=()) -> None:
+        """After a commit: delete ``keys``; make sure no node serves a missed one.
+
+        ``lost`` are keys whose invalidation the caller could not do itself
+        (an ``incr`` that failed). Every node that missed one of them has its
+        epoch retired (app/cache_epochs.py): this returns once no process
+        reads that node's old keys any more.
+        """
+        missed = {self._owner(k) for k in lost}
+        for k in keys:
+            node, stored = self._route(k)
+            if stored is None or self._call(node, "delete", _FAILED, stored,
+                                            noreply=False) is _FAILED:
+                missed.add(node)
+        if missed:
+            self._count("cache.invalidation_lost")
+            if self._epochs is not None:
+                self._epochs.lost([node.name for node in missed])
 
     def ping(self) -> bool:
-        """True when memcached answers right now (ignores an open breaker)."""
-        try:
-            self._client.get(key("ping", "readyz"))
-        except Exception:  # noqa: BLE001 - any failure means "not healthy"
-            return False
-        self._failures = 0
-        self._open_until = 0.0
-        return True
+        """True when every node answers right now (ignores, and closes, open breakers)."""
+        healthy = True
+        for node in self._nodes:
+            try:
+                node.client.get(key("ping", "readyz"))
+            except Exception:  # noqa: BLE001 - any failure means "not healthy"
+                healthy = False
+                continue
+            node.failures = 0
+            node.open_until = 0.0
+        return healthy
 
     def close(self) -> None:
-        try:
-            self._client.close()
-        except Exception:  # noqa: BLE001 - closing a dead pool is fine
-            pass
+        if self._epochs is not None:
+            self._epochs.close()
+        for node in self._nodes:
+            try:
+                node.client.close()
+            except Exception:  # noqa: BLE001 - closing a dead pool is fine
+                pass
 
     # -- internals ----------------------------------------------------------
 
-    def _call(self, method: str, on_failure, *args, **kwargs):
-        if not self.available:
+    def _owner(self, k: str) -> _Node:
+        if self._ring is None:
+            return self._nodes[0]
+        return self._by_name[self._ring.get_node(k)]
+
+    def _route(self, k: str) -> tuple[_Node, str | None]:
+        """``k``'s node and the key stored there; None when the node is not to be used."""
+        node = self._owner(k)
+        if time.monotonic() < node.open_until:
             self._count("cache.skipped")
+            return node, None
+        if self._epochs is None:
+            return node, k
+        epoch = self._epochs.get(node.name)
+        if epoch is None:  # not known yet, or a lost invalidation is not yet covered
+            self._count("cache.bypassed")
+            return node, None
+        return node, f"e{epoch}:{k}"
+
+    def _keyed(self, method: str, on_failure, k: str, *args, **kwargs):
+        node, stored = self._route(k)
+        if stored is None:
             return on_failure
+        return self._call(node, method, on_failure, stored, *args, **kwargs)
+
+    def _call(self, node: _Node, method: str, on_failure, *args, **kwargs):
         try:
-            result = getattr(self._client, method)(*args, **kwargs)
+            result = getattr(node.client, method)(*args, **kwargs)
         except Exception as ex:  # noqa: BLE001 - every cache failure fails open
-            self._record_failure(method, ex)
+            self._record_failure(node, method, ex)
             return on_failure
-        self._failures = 0
+        if not kwargs.get("noreply"):  # a noreply send proves nothing about the node
+            node.failures = 0
         return result
 
-    def _record_failure(self, method: str, ex: Exception) -> None:
-        self._failures += 1
+    def _record_failure(self, node: _Node, method: str, ex: Exception) -> None:
+        node.failures += 1
         self._count("cache.error")
-        if self._failures >= self.breaker_threshold:
-            self._open_until = time.monotonic() + self.breaker_reset
+        if node.failures >= self.breaker_threshold:
+            node.open_until = time.monotonic() + self.breaker_reset
             self._count("cache.breaker_open")
             log.warning(
-                "memcached failing (%s: %s); skipping the cache for %.0fs",
-                method, type(ex).__name__, self.breaker_reset,
+                "memcached %s failing (%s: %s); skipping it for %.0fs",
+                node.name, method, type(ex).__name__, self.breaker_reset,
             )
 
     def _count(self, name: str) -> None:

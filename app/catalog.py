@@ -8,15 +8,28 @@ next read after a write always sees it:
 * every cached list is dropped at once by bumping a generation number that
   is part of every list key (no key enumeration).
 
-Stock moved by orders invalidates the product details but not the lists,
-which may show stock up to LIST_TTL seconds old; orders always decide on
-Postgres, never on the cache.
+Stock moved by orders invalidates both too: lists show ``stock``, and the
+contract allows no older value past one second (so every order drops the
+cached lists; they are cheap to rebuild).
+
+Why that is enough under any interleaving:
+
+* a reader that loaded the old row before the commit cannot store it after
+  the delete: fills are ``cas`` against a token read before the load
+  (app/readthrough.py);
+* a delete or ``incr`` that cannot reach its memcached node (timeout, open
+  breaker) retires that node's epoch, so its old keys are never read again:
+  by this worker at once, by every other one within the epoch poll interval,
+  which such a write waits out before answering (app/cache_epochs.py);
+* a lost generation key (evicted, or its node's epoch retired) is recreated
+  from 62 random bits, never a value an earlier generation counted through,
+  so no list key of an older generation can come back.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
+import secrets
 from datetime import datetime
 from decimal import Decimal
 
@@ -164,14 +177,19 @@ class Catalog:
     # -- invalidation (always after commit) -------------------------------------
 
     def invalidate_products(self, product_ids, *, lists: bool = True) -> None:
-        for product_id in product_ids:
-            self._reads.forget(key("product", product_id))
-        if lists:
-            self.invalidate_lists()
+        lost = [] if not lists or self._next_generation() else [GENERATION_KEY]
+        self._cache.invalidate([key("product", p) for p in product_ids], lost=lost)
 
     def invalidate_lists(self) -> None:
-        if self._cache.incr(GENERATION_KEY) is None:
-            self._new_generation()
+        self.invalidate_products([])
+
+    def _next_generation(self) -> bool:
+        """Move the lists to a new generation; False when that may not have happened."""
+        # Only our incr or our add of a fresh generation proves it: one that
+        # someone else holds may predate the commit (our incr may have timed
+        # out unapplied), so the caller retires the epoch instead.
+        return (self._cache.incr(GENERATION_KEY) is not None
+                or bool(self._cache.add(GENERATION_KEY, _fresh_generation(), ttl=0)))
 
     def _generation(self) -> bytes | None:
         value = self._cache.get(GENERATION_KEY)
@@ -180,12 +198,18 @@ class Catalog:
         return value
 
     def _new_generation(self) -> bytes | None:
-        # Time-based so a generation lost to eviction is never reused.
-        fresh = str(int(time.time() * 1000)).encode()
+        fresh = _fresh_generation()
         added = self._cache.add(GENERATION_KEY, fresh, ttl=0)
         if added is None:
             return None
         return fresh if added else self._cache.get(GENERATION_KEY)
+
+
+def _fresh_generation() -> bytes:
+    # Random, not time-based: a clock (or another host's) can land inside the
+    # range an older generation counted through while its list keys are still
+    # cached. 62 bits leave incr room below 2**64.
+    return str(secrets.randbits(62)).encode()
 
 
 def _sort_value(product: ProductOut, field: str) -> str:

@@ -54,6 +54,11 @@ class Config:
     statsd_addr: tuple[str, int] | None = None
     rate_limit_per_minute: int = 600
     log_level: str = "info"
+    # How often each worker re-reads the cache epochs: bounds how long a
+    # write whose invalidation missed a memcached node can be read stale on
+    # other workers (plus the 100 ms cache timeout); kept well under the
+    # contract's 1 s.
+    cache_epoch_poll: float = 0.25
 
     @classmethod
     def from_env(cls, env: os._Environ | dict | None = None) -> "Config":
@@ -71,6 +76,7 @@ class Config:
             statsd_addr=_optional_addr(env, "PEREGRINE_STATSD_ADDR"),
             rate_limit_per_minute=_int(env, "PEREGRINE_RATE_LIMIT_PER_MINUTE", 600, 0, 10**9),
             log_level=_choice(env, "PEREGRINE_LOG_LEVEL", "info", LOG_LEVELS),
+            cache_epoch_poll=_float(env, "PEREGRINE_CACHE_EPOCH_POLL", 0.25, 0.01, 0.5),
         )
 
 

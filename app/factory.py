@@ -7,6 +7,7 @@ import falcon
 from app import errors, logs, metrics as metrics_module, openapi
 from app.auth import AccessControl
 from app.cache import Cache
+from app.cache_epochs import Epochs
 from app.config import Config
 from app.db import Pool
 from app.deps import Dependencies
@@ -49,6 +50,7 @@ def create_app(
         config.memcached_servers,
         max_pool_size=max(config.worker_connections, 16),
         metrics=metrics,
+        epochs=Epochs(pool, interval=config.cache_epoch_poll, metrics=metrics),
     )
     deps = Dependencies(config, pool, cache, metrics)
 

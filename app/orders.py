@@ -69,8 +69,8 @@ class Orders:
                     raise _contention() from ex
                 self._metrics.incr("orders.retry")
                 gevent.sleep(random.uniform(0.005, 0.05) * attempt)
-        # After commit: the product pages must show the new stock.
-        self._catalog.invalidate_products(product_ids, lists=False)
+        # After commit: product pages and lists (they show stock) must show the new stock.
+        self._catalog.invalidate_products(product_ids, lists=True)
         self._metrics.incr("orders.placed")
         return status, response
 
@@ -159,7 +159,7 @@ class Orders:
                 if attempt == RETRIES:
                     raise _contention() from ex
                 gevent.sleep(random.uniform(0.005, 0.05) * attempt)
-        self._catalog.invalidate_products(product_ids, lists=False)
+        self._catalog.invalidate_products(product_ids, lists=True)
         return order
 
     def _cancel_once(self, principal, order_id):

@@ -2,10 +2,29 @@
 
 A cached record is ``b"<soft_expiry>:<kind><payload>"`` stored with a hard TTL
 of twice the soft one. ``kind`` is ``+`` for a value and ``-`` for "does not
-exist" (negative caching, a shorter TTL). Past the soft expiry one caller
-wins an ``add`` lock and recomputes while the others keep serving the stale
-value; on a cold miss the losers wait briefly for the winner, then load
-themselves (bounded). With memcached down everything is a plain load.
+exist" (negative caching, a shorter TTL).
+
+Fills never overwrite an invalidation. A writer commits and then deletes the
+key; a reader that loaded the row *before* that commit must not store it
+*after* the delete (with a plain ``set`` it would, and everyone would read
+the old row until the TTL). So every store is a ``cas`` against a token read
+*before* the load:
+
+* cold miss: ``add`` a placeholder (whoever wins it loads: the stampede
+  lock), ``gets`` its token, load, ``cas``. A delete after the token was read
+  removes the placeholder and the ``cas`` fails; a placeholder added after
+  the delete means the load starts after the commit and sees the new row;
+* stale (past the soft expiry): the ``gets`` that read the record gave its
+  token; one caller wins an ``add`` lock and refreshes with ``cas`` against
+  it while the others keep serving the stale value (still the latest
+  committed one: every write deletes the key);
+* a record this code did not write is replaced the same way.
+
+Readers that find a placeholder wait briefly for the winner, then load
+themselves without storing (bounded). A placeholder whose loader died expires
+after ``_FILL_TTL``. With memcached down everything is a plain load. A delete
+that cannot reach memcached at all is the cache's business: it retires the
+node's epoch (app/cache_epochs.py).
 """
 
 from __future__ import annotations
@@ -17,6 +36,8 @@ import gevent
 from app.cache import Cache
 
 MISSING = object()  # what a loader returns for "does not exist"
+PLACEHOLDER = b"?filling"  # never a record: records start with digits
+_FILL_TTL = 10  # > the 5 s statement timeout: any load that finishes can be stored
 _LOCK_TTL = 5
 _WAIT_STEPS = (0.02, 0.05, 0.1)  # a cold-miss loser waits at most ~170 ms
 
@@ -29,9 +50,27 @@ class ReadThrough:
 
     def get(self, key: str, load, ttl: int, negative_ttl: int, metric: str):
         """Return cached bytes, or ``load()``'s bytes (or MISSING), caching them."""
-        record = self._cache.get(key)
-        decoded = self._decode(record) if record is not None else None
-        if decoded is not None:
+        record, token = self._cache.gets(key)
+        if record is None:
+            added = self._cache.add(key, PLACEHOLDER, _FILL_TTL)
+            if added is None:  # cache down
+                return self._load(key, None, load, ttl, negative_ttl, metric)
+            if added:
+                record, token = self._cache.gets(key)
+                # Ours, or a newer placeholder after a delete: either way the
+                # load starts after the token was read, which makes cas safe.
+                if record != PLACEHOLDER:
+                    token = None
+                try:
+                    return self._load(key, token, load, ttl, negative_ttl, metric)
+                except Exception:
+                    if token is not None:
+                        self._cache.delete(key)  # do not make the others wait on it
+                    raise
+        elif record != PLACEHOLDER:
+            decoded = self._decode(record)
+            if decoded is None:  # not written by this code: replace it
+                return self._load(key, token, load, ttl, negative_ttl, metric)
             fresh, value = decoded
             if fresh:
                 self._metrics.incr(f"cache.{metric}.hit")
@@ -40,32 +79,36 @@ class ReadThrough:
             if self._cache.add(f"{key}:lock", b"1", _LOCK_TTL) is False:
                 self._metrics.incr(f"cache.{metric}.stale")
                 return value
-            return self._load(key, load, ttl, negative_ttl, metric)
+            try:
+                return self._load(key, token, load, ttl, negative_ttl, metric)
+            finally:
+                self._cache.delete(f"{key}:lock")
 
-        locked = self._cache.add(f"{key}:lock", b"1", _LOCK_TTL)
-        if locked is False:  # someone else is loading it: wait for them briefly
-            for delay in _WAIT_STEPS:
-                gevent.sleep(delay)
-                record = self._cache.get(key)
-                decoded = self._decode(record) if record is not None else None
-                if decoded is not None:
-                    self._metrics.incr(f"cache.{metric}.waited")
-                    return decoded[1]
-        return self._load(key, load, ttl, negative_ttl, metric)
+        # Someone else is filling it: wait for them briefly.
+        for delay in _WAIT_STEPS:
+            gevent.sleep(delay)
+            record = self._cache.get(key)
+            decoded = self._decode(record) if record is not None else None
+            if decoded is not None:
+                self._metrics.incr(f"cache.{metric}.waited")
+                return decoded[1]
+        return self._load(key, None, load, ttl, negative_ttl, metric)
 
     def forget(self, key: str) -> None:
-        self._cache.delete(key)
+        """Invalidate ``key`` (after a commit); a failure is handled by the cache's epochs."""
+        self._cache.invalidate([key])
 
-    def _load(self, key: str, load, ttl: int, negative_ttl: int, metric: str):
+    def _load(self, key: str, token, load, ttl: int, negative_ttl: int, metric: str):
+        """``load()``, stored with cas against ``token`` (not stored without one)."""
         self._metrics.incr(f"cache.{metric}.miss")
         value = load()
-        if value is MISSING:
-            record, soft = b"-", negative_ttl
-        else:
-            record, soft = b"+" + value, ttl
-        expiry = int(self._clock()) + soft
-        self._cache.set(key, b"%d:" % expiry + record, ttl=soft * 2)
-        self._cache.delete(f"{key}:lock")
+        if token is not None:
+            if value is MISSING:
+                record, soft = b"-", negative_ttl
+            else:
+                record, soft = b"+" + value, ttl
+            expiry = int(self._clock()) + soft
+            self._cache.cas(key, b"%d:" % expiry + record, token, ttl=soft * 2)
         return value
 
     def _decode(self, record: bytes):
