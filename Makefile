@@ -10,7 +10,7 @@ RUN_DIR     ?= $(CURDIR)/.run
 export PEREGRINE_RUN_DIR ?= $(RUN_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help system-deps venv build build-pure run services-up services-down test test-compiled test-pure bench bench-micro deploy-test clean
+.PHONY: help system-deps venv build build-pure run services-up services-down test test-compiled test-pure bench bench-micro faults deploy-test clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -54,6 +54,10 @@ test-pure: venv ## Run the suite once, with the extensions disabled.
 
 bench-micro: build ## Micro-benchmarks of the hot path (prints µs per call).
 	$(PY) bench/micro/bench_jwt.py
+
+faults: build ## Faults under load (memcached killed/paused, Postgres down, slow query, workers): ~4 min.
+	$(PY) -m tests.faults
+	$(PY) -m tests.faults --memcached-nodes 3 --only memcached
 
 deploy-test: ## Run the Ansible playbooks against a debootstrap Debian root (see deploy/ansible/README.md).
 	@bash deploy/ansible/tests/chroot-test.sh
