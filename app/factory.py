@@ -10,6 +10,7 @@ from app.cache import Cache
 from app.cache_epochs import Epochs
 from app.config import Config
 from app.db import Pool
+from app.ids import CanonicalIds
 from app.deps import Dependencies
 from app.middleware import RequestContext
 from app.operations import operation_of, responders
@@ -56,7 +57,7 @@ def create_app(
 
     access = AccessControl(config.jwt_secret, deps.limiter, config.rate_limit_per_minute,
                            metrics, deps.accounts.current_role)
-    app = App(middleware=[RequestContext(metrics), access])
+    app = App(middleware=[RequestContext(metrics), CanonicalIds(), access])
     app.resp_options.xml_error_serialization = False
     errors.register(app)
 

@@ -22,7 +22,8 @@ def test_admin_sees_anyone(client, db):
     assert "password_hash" not in result.text
 
 
-@pytest.mark.parametrize("bad_id", ["nope", "1", str(uuid.uuid4()).upper(), "' OR 1=1 --"])
+@pytest.mark.parametrize("bad_id", ["nope", "1", str(uuid.uuid4()).upper(), "' OR 1=1 --",
+                                    "0" * 8 + "-0000-0000-0000-" + "0" * 11 + "\n"])
 def test_malformed_or_unknown_ids_are_404(client, db, bad_id):
     admin = new_user(client, "admin", db)
     result = client.simulate_get(f"/v1/users/{bad_id}", headers=admin["headers"])
@@ -83,3 +84,17 @@ def test_user_cannot_patch_users(client):
     result = client.simulate_patch(f"/v1/users/{eve['id']}", headers=eve["headers"],
                                    json={"role": "admin"})
     assert result.status_code == 403
+
+
+def test_ids_in_upper_or_mixed_case_are_the_same_id(client, db):
+    admin, bob = new_user(client, "admin", db), new_user(client)
+    for spelling in (bob["id"].upper(), bob["id"][:9].upper() + bob["id"][9:]):
+        result = client.simulate_get(f"/v1/users/{spelling}", headers=admin["headers"])
+        assert result.status_code == 200 and result.json["id"] == bob["id"]
+    # A user's own id in capitals is still "self", never another user's.
+    own = client.simulate_get(f"/v1/users/{bob['id'].upper()}", headers=bob["headers"])
+    assert own.status_code == 200 and own.json["id"] == bob["id"]
+    # ...and an admin's own id in capitals is still its own role.
+    self_demote = client.simulate_patch(f"/v1/users/{admin['id'].upper()}",
+                                        json={"role": "user"}, headers=admin["headers"])
+    assert self_demote.status_code == 403
