@@ -11,7 +11,7 @@ import logging
 from datetime import datetime
 
 from app import tokens
-from app.errors import Conflict, Forbidden, NotFound, Unauthorized
+from app.errors import AccountGone, Conflict, Forbidden, NotFound, Unauthorized
 from app.ids import is_uuid
 from app.pagination import UUIDText, decode_cursor, page
 from app.queries import audit, users, tokens as token_queries
@@ -116,6 +116,8 @@ class Accounts:
         with self._pool.connection() as conn, conn.cursor() as cur:
             user = users.get(cur, user_id)
         if user is None:
+            if user_id == principal.id:  # a valid token that outlived its account
+                raise AccountGone()
             raise NotFound("no such user")
         return user
 
@@ -123,7 +125,7 @@ class Accounts:
         with self._pool.connection() as conn, conn.cursor() as cur:
             current_hash = users.password_hash(cur, principal.id)
         if current_hash is None:
-            raise NotFound("no such user")
+            raise AccountGone()
         if not self._passwords.verify(current_hash, body.current_password):
             raise Forbidden("current_password is incorrect")
         new_hash = self._passwords.hash(body.password) if body.password is not None else None
@@ -135,7 +137,7 @@ class Accounts:
                 audit.record(cur, "user.password_changed", actor_id=principal.id,
                              subject_id=principal.id)
         if user is None:
-            raise NotFound("no such user")
+            raise AccountGone()
         return user
 
     def current_role(self, user_id: str) -> str | None:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import ipaddress
 
 from app import tokens
-from app.errors import Forbidden, Unauthorized
+from app.errors import AccountGone, Forbidden, Unauthorized
 from app.operations import ADMIN, PUBLIC, operation_of
 from app.ratelimit import Limit, RateLimiter
 
 _LOOPBACK = ("127.0.0.1", "::1", "")
+# What a 401's error_description tells the client to do (RFC 6750 §3).
+_EXPIRED = "the access token has expired: refresh it"
+_INVALID = "the access token is invalid: log in again"
 
 
 def client_ip(req) -> str | None:
@@ -29,8 +32,10 @@ def client_ip(req) -> str | None:
         forwarded = req.get_header("X-Real-IP")
         if forwarded:
             remote = forwarded.strip()
+    # An IPv6 zone ("fe80::1%eth0") names the proxy's interface, not the
+    # client, and Postgres' inet refuses it: the address is what counts.
     try:
-        return str(ipaddress.ip_address(remote))
+        return str(ipaddress.ip_address(remote.partition("%")[0]))
     except ValueError:
         return None
 
@@ -69,9 +74,9 @@ class AccessControl:
         if op.access != PUBLIC:
             try:
                 principal = tokens.authenticate(self._secret, bearer_token(req))
-            except tokens.InvalidToken:
+            except tokens.InvalidToken as ex:
                 self._metrics.incr("auth.token.invalid")
-                raise Unauthorized("the access token is invalid or expired") from None
+                raise Unauthorized(_EXPIRED if ex.expired else _INVALID) from None
             if principal.is_admin:
                 principal = self._with_current_role(principal)
             if op.access == ADMIN and not principal.is_admin:
@@ -86,7 +91,7 @@ class AccessControl:
         role = self._current_role(principal.id)
         if role is None:
             self._metrics.incr("auth.token.unknown_user")
-            raise Unauthorized("the access token is invalid or expired")
+            raise AccountGone()
         if role == principal.role:
             return principal
         self._metrics.incr("auth.token.stale_role")

@@ -15,6 +15,8 @@ import re
 import falcon
 import msgspec
 
+from app.schemas.text import NUL_FREE, NUL_MESSAGE
+
 log = logging.getLogger(__name__)
 
 
@@ -37,11 +39,21 @@ class BadRequest(AppError):
 
 
 class Unauthorized(AppError):
+    """401 with an RFC 6750 challenge whose description says what to do next."""
+
     status, code, default_message = falcon.HTTP_401, "unauthorized", "authentication required"
 
     def __init__(self, message=None, **kwargs):
         super().__init__(message, **kwargs)
-        self.headers.setdefault("WWW-Authenticate", "Bearer")
+        description = self.message.replace("\\", "").replace('"', "'")
+        self.headers.setdefault(
+            "WWW-Authenticate", f'Bearer error="invalid_token", error_description="{description}"')
+
+
+class AccountGone(Unauthorized):
+    """A valid access token whose account no longer exists."""
+
+    default_message = "the access token's account no longer exists: log in again"
 
 
 class Forbidden(AppError):
@@ -97,6 +109,18 @@ class Unavailable(AppError):
     def __init__(self, message=None, *, retry_after: int = 1, **kwargs):
         super().__init__(message, **kwargs)
         self.headers["Retry-After"] = str(retry_after)
+
+
+class ClientDisconnected(AppError):
+    """The client closed the connection (or stalled past the timeout) mid-body.
+
+    Nobody is left to read the answer; the status (nginx's 499) is for the
+    request log and the metrics, so an aborted upload is neither counted as
+    a server error nor logged with a traceback.
+    """
+
+    status, code = "499 Client Closed Request", "client_disconnected"
+    default_message = "the client closed the connection before sending the whole body"
 
 
 class DatabaseUnavailable(Unavailable):
@@ -173,11 +197,22 @@ def validation_details(ex: msgspec.ValidationError) -> list[dict]:
     return [{"field": path, "message": message}]
 
 
+# msgspec names the pattern a string failed; NUL_FREE is worth saying in words.
+_NUL_PATTERN_FAILED = f"matching regex {NUL_FREE!r}"
+
+
 def _handle_validation_error(req, resp, ex: msgspec.ValidationError, params):
-    write_error(
-        req, resp, falcon.HTTP_422, "validation_failed",
-        "the request is invalid", validation_details(ex),
-    )
+    details = validation_details(ex)
+    message = "the request is invalid"
+    if _NUL_PATTERN_FAILED in details[0]["message"]:
+        message = details[0]["message"] = NUL_MESSAGE
+    write_error(req, resp, falcon.HTTP_422, "validation_failed", message, details)
+
+
+def _handle_client_disconnected(req, resp, ex: ClientDisconnected, params):
+    # One line, no traceback: the client went away, nothing failed here.
+    log.info("client disconnected: %s", ex.__cause__ or ex.message)
+    write_error(req, resp, ex.status, ex.code, ex.message)
 
 
 def _handle_unexpected(req, resp, ex: Exception, params):
@@ -192,4 +227,5 @@ def register(app: falcon.App) -> None:
     app.add_error_handler(Exception, _handle_unexpected)
     app.add_error_handler(falcon.HTTPError, _handle_http_error)
     app.add_error_handler(AppError, _handle_app_error)
+    app.add_error_handler(ClientDisconnected, _handle_client_disconnected)
     app.add_error_handler(msgspec.ValidationError, _handle_validation_error)

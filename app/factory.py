@@ -13,7 +13,7 @@ from app.db import Pool
 from app.ids import CanonicalIds
 from app.deps import Dependencies
 from app.middleware import RequestContext
-from app.operations import operation_of, responders
+from app.operations import operation_of, responder_for, responders
 from app.resources.docs import OpenAPIResource
 from app.routes import ROUTES
 
@@ -22,6 +22,16 @@ class App(falcon.App):
     """A falcon App that holds its worker's dependencies (closed on exit)."""
 
     __slots__ = ("deps",)
+
+
+class Router(falcon.routing.CompiledRouter):
+    """falcon's router, with HEAD answered by ``on_get`` where a resource has no ``on_head``."""
+
+    def map_http_methods(self, resource, **kwargs):
+        methods = super().map_http_methods(resource, **kwargs)
+        if "GET" in methods and getattr(resource, "on_head", None) is None:
+            methods["HEAD"] = responder_for(resource, "HEAD")
+        return methods
 
 
 def create_app(
@@ -57,7 +67,7 @@ def create_app(
 
     access = AccessControl(config.jwt_secret, deps.limiter, config.rate_limit_per_minute,
                            metrics, deps.accounts.current_role)
-    app = App(middleware=[RequestContext(metrics), CanonicalIds(), access])
+    app = App(middleware=[RequestContext(metrics), CanonicalIds(), access], router=Router())
     app.resp_options.xml_error_serialization = False
     errors.register(app)
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import falcon
 import msgspec
+from gunicorn.http.errors import ParseException as GunicornParseError
 
-from app.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from app.errors import BadRequest, ClientDisconnected, PayloadTooLarge, UnsupportedMediaType
+from hotpath.http import HttpError as WorkerHttpError
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -52,17 +54,37 @@ def read_body(req: falcon.Request) -> bytes:
     """Read the body, at most MAX_BODY_BYTES of it, Content-Length or chunked."""
     check_declared_length(req)
     if req.content_length is not None:
-        body = req.bounded_stream.read()
+        body = _read(req.bounded_stream, None)
     elif "chunked" in (req.get_header("Transfer-Encoding") or "").lower():
         # falcon's bounded_stream reads nothing without a Content-Length; the
         # server's wsgi.input ends at the last chunk, so read one byte past
         # the limit to tell "at the limit" from "over it".
-        body = req.stream.read(MAX_BODY_BYTES + 1)
+        body = _read(req.stream, MAX_BODY_BYTES + 1)
         if len(body) > MAX_BODY_BYTES:
             raise PayloadTooLarge(f"the request body must be at most {MAX_BODY_BYTES} bytes")
     else:
         body = b""
     return body
+
+
+def _read(stream, size: int | None) -> bytes:
+    """Read from ``wsgi.input``, turning the server's complaints into domain errors.
+
+    The server raises from the body stream when the client's bytes stop
+    making a body: the connection was closed or timed out (OSError: the
+    worker's ClientDisconnected, gunicorn's NoMoreData, a reset), or the
+    framing is broken (an oversized or malformed chunk size). Those are the
+    client's doing, never a 500.
+    """
+    try:
+        return stream.read(size)
+    except OSError as ex:
+        raise ClientDisconnected() from ex
+    except WorkerHttpError as ex:  # hotpath.worker: carries the status to answer
+        error = PayloadTooLarge if ex.status == 413 else BadRequest
+        raise error(f"the request body is malformed: {ex.message}") from None
+    except GunicornParseError as ex:  # gunicorn's own workers
+        raise BadRequest(f"the request body is malformed: {ex}") from None
 
 
 def read_json(req: falcon.Request, schema: type):
@@ -74,12 +96,39 @@ def read_json(req: falcon.Request, schema: type):
         raise UnsupportedMediaType("the request body must be application/json (utf-8)")
     try:
         return _decoder(schema).decode(body)
-    except msgspec.ValidationError:
-        raise  # mapped to 422 with the field path
+    except msgspec.ValidationError as ex:
+        whole = _with_whole_numbers(body, schema)
+        if whole is not None:
+            return whole
+        raise ex  # mapped to 422 with the field path
     except msgspec.DecodeError as ex:
         raise BadRequest(f"the body is not valid JSON: {ex}") from None
     except UnicodeDecodeError:
         raise BadRequest("the body is not valid UTF-8") from None
+
+
+def _with_whole_numbers(body: bytes, schema: type):
+    """The body decoded with ``37.0`` taken as the integer 37, or None.
+
+    JSON has one number type, and JSON Schema's ``integer`` (what the OpenAPI
+    document promises) includes ``37.0``; msgspec's strict decoding refuses
+    it. Only bodies that failed strict decoding pay for this second pass, and
+    nothing else is coerced: ``"37"`` and ``37.5`` stay errors.
+    """
+    try:
+        return msgspec.convert(_whole(msgspec.json.decode(body)), schema, strict=True)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def _whole(value):
+    if type(value) is float:
+        return int(value) if value.is_integer() else value
+    if type(value) is dict:
+        return {k: _whole(v) for k, v in value.items()}
+    if type(value) is list:
+        return [_whole(v) for v in value]
+    return value
 
 
 def read_query(req: falcon.Request, schema: type):

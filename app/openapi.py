@@ -39,7 +39,7 @@ def build(routes) -> dict:
         paths[route.template] = item
 
     (_, components) = msgspec.json.schema_components(types, ref_template=_REF)
-    return {
+    return _ecma_patterns({
         "openapi": "3.1.0",
         "info": {
             "title": "Peregrine API",
@@ -54,7 +54,27 @@ def build(routes) -> dict:
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },
         },
-    }
+    })
+
+
+def _ecma_patterns(node):
+    """Rewrite Python's ``\\A...\\Z`` anchors as ``^...$`` throughout ``node``.
+
+    The schemas anchor with ``\\A``/``\\Z`` because Python's ``$`` matches
+    before a final newline (app/schemas/text.py). JSON Schema patterns are
+    ECMA-262, which has no ``\\A``/``\\Z`` but whose ``^``/``$`` (without the
+    m flag) match only at the ends: the same constraint, in the document's dialect.
+    """
+    if isinstance(node, dict):
+        return {
+            key: (f"^{value[2:-2]}$" if key == "pattern" and isinstance(value, str)
+                  and value.startswith("\\A") and value.endswith("\\Z")
+                  else _ecma_patterns(value))
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_ecma_patterns(item) for item in node]
+    return node
 
 
 def _ref(schema: type, types: list[type]) -> dict:

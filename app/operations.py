@@ -57,5 +57,19 @@ def responders(resource) -> dict[str, object]:
 
 
 def operation_of(resource, method: str) -> Operation | None:
-    responder = getattr(resource, f"on_{method.lower()}", None)
-    return getattr(responder, "operation", None)
+    """The declaration that governs ``method``; HEAD is GET's (see :func:`responder_for`)."""
+    return getattr(responder_for(resource, method), "operation", None)
+
+
+def responder_for(resource, method: str):
+    """The responder for ``method``: HEAD falls back to ``on_get``.
+
+    The contract answers HEAD wherever GET is; the router mounts ``on_get``
+    for HEAD (falcon drops the body and keeps Content-Length), and because
+    this function decides both, HEAD is authorised exactly as GET is.
+    """
+    verb = method.lower()
+    found = getattr(resource, f"on_{verb}", None)
+    if found is None and verb == "head":
+        found = getattr(resource, "on_get", None)
+    return found

@@ -24,7 +24,7 @@ import gevent
 import psycopg2.errors
 
 from app.errors import (
-    BadRequest, Conflict, NotFound, OutOfStock, Unavailable, ValidationFailed,
+    AccountGone, BadRequest, Conflict, NotFound, OutOfStock, Unavailable, ValidationFailed,
 )
 from app.ids import is_uuid
 from app.media import encoder
@@ -62,6 +62,8 @@ class Orders:
                 status, response, product_ids = self._place_once(
                     principal, body, idempotency_key, request_hash)
                 break
+            except q.UnknownUser:
+                raise AccountGone() from None
             except _Replay:
                 return self._replay(principal, idempotency_key, request_hash)
             except _RETRYABLE as ex:

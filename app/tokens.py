@@ -18,6 +18,7 @@ from datetime import timedelta
 
 import jwt as pyjwt
 
+from app.ids import is_uuid
 from hotpath import jwt as fastjwt
 
 ISSUER = "peregrine"
@@ -44,6 +45,11 @@ class Principal:
 class InvalidToken(Exception):
     """The access token must not be trusted (reason is for logs only)."""
 
+    @property
+    def expired(self) -> bool:
+        """Only its lifetime is over: a refresh, not a new login, fixes it."""
+        return str(self) == "expired"
+
 
 def issue_access_token(secret: bytes, user_id: str, role: str, now: float | None = None) -> str:
     issued = int(time.time() if now is None else now)
@@ -68,7 +74,8 @@ def authenticate(secret: bytes, token: str) -> Principal:
         raise InvalidToken(str(ex)) from None
     role = claims.get("role")
     subject = claims.get("sub")
-    if role not in ROLES or not isinstance(subject, str) or not subject:
+    # Only ids this service issued: anything else would reach SQL as a user id.
+    if role not in ROLES or type(subject) is not str or not is_uuid(subject):
         raise InvalidToken("bad_claims")
     return Principal(subject, role)
 

@@ -16,6 +16,8 @@ import os, sys, sysconfig
 sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)
 PY
 [ -e /usr/include/openssl/hmac.h ] || missing+=(libssl-dev)
+# The suite runs the deployed nginx configuration in front of the app.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 # Extra tools a target needs, given as command=package (e.g. wrk=wrk for benchmarks).
 for wanted in "$@"; do
   command -v "${wanted%%=*}" >/dev/null 2>&1 || missing+=("${wanted#*=}")
@@ -33,10 +35,19 @@ if [ "$(id -u)" -ne 0 ]; then
   SUDO="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
+# The packaged services are not needed (Peregrine and its tests start private
+# instances), and a system nginx would take port 80: keep maintainer scripts
+# from starting anything while we install (policy-rc.d, as container images do).
+policy=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  policy=/usr/sbin/policy-rc.d
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
+  trap '$SUDO rm -f "$policy"' EXIT
+fi
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The packaged services are not needed: Peregrine starts private instances.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  $SUDO systemctl disable --now memcached >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now memcached nginx >/dev/null 2>&1 || true
 fi
 echo "system packages: done"

@@ -5,10 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 
 import msgspec
+import psycopg2.errors
 
 from app.schemas.orders import Address, OrderItemOut, OrderOut
 
 _encode = msgspec.json.encode
+
+
+class UnknownUser(Exception):
+    """The ordering user does not exist (any more): a token outlived its account."""
+
 _ORDER = ("o.id::text, o.user_id::text, o.status, o.total::text, o.currency,"
           " o.shipping_address::text, o.created_at")
 
@@ -19,11 +25,14 @@ def claim_idempotency_key(cur, user_id: str, key: str, request_hash: bytes) -> b
     A concurrent request with the same key blocks here until the first one
     commits (then this returns False) or rolls back (then this wins).
     """
-    cur.execute(
-        "INSERT INTO idempotency_keys (user_id, key, request_hash, response_status, response_body)"
-        " VALUES (%s, %s, %s, 0, '') ON CONFLICT DO NOTHING RETURNING 1",
-        (user_id, key, request_hash),
-    )
+    try:
+        cur.execute(
+            "INSERT INTO idempotency_keys (user_id, key, request_hash, response_status,"
+            " response_body) VALUES (%s, %s, %s, 0, '') ON CONFLICT DO NOTHING RETURNING 1",
+            (user_id, key, request_hash),
+        )
+    except psycopg2.errors.ForeignKeyViolation:
+        raise UnknownUser(user_id) from None
     return cur.fetchone() is not None
 
 
@@ -74,11 +83,14 @@ def return_stock(cur, product_id: str, quantity: int) -> None:
 
 def insert_order(cur, user_id: str, total: str, currency: str, address: Address,
                  lines: list[tuple[str, int, str]]) -> tuple[str, datetime]:
-    cur.execute(
-        "INSERT INTO orders (user_id, total, currency, shipping_address)"
-        " VALUES (%s, %s, %s, %s) RETURNING id::text, created_at",
-        (user_id, total, currency, _encode(address).decode()),
-    )
+    try:
+        cur.execute(
+            "INSERT INTO orders (user_id, total, currency, shipping_address)"
+            " VALUES (%s, %s, %s, %s) RETURNING id::text, created_at",
+            (user_id, total, currency, _encode(address).decode()),
+        )
+    except psycopg2.errors.ForeignKeyViolation:
+        raise UnknownUser(user_id) from None
     order_id, created_at = cur.fetchone()
     cur.execute(
         "INSERT INTO order_items (order_id, line, product_id, quantity, unit_price)"

@@ -7,14 +7,27 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app.schemas.text import Cursor, Text, anchored
+
+# One address character: anything but "@", control characters (C0, DEL,
+# C1) and whitespace. Spelled out rather than "\s", which means different
+# sets in Python (adds U+001C-U+001F, U+0085) and in the ECMA-262 regexes
+# of the published schema (adds U+FEFF): the document and the validator
+# must accept exactly the same addresses.
+_EMAIL_CHAR = (r"[^@\x00-\x20\x7f-\x9f\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f"
+               r"\u205f\u3000\ufeff]")
 Email = Annotated[str, msgspec.Meta(
-    min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+    min_length=3, max_length=254,
+    pattern=anchored(rf"{_EMAIL_CHAR}+@{_EMAIL_CHAR}+\.{_EMAIL_CHAR}+"),
     description="An email address; unique without regard to case.",
 )]
-Password = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Password = Text(min_length=8, max_length=128)
+Name = Text(min_length=1, max_length=100)
 Role = Literal["user", "admin"]
-RefreshToken = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+RefreshToken = Text(min_length=1, max_length=512)
+# What a login or a password check compares: bounded, not syntax-checked.
+PresentedEmail = Text(max_length=254)
+PresentedPassword = Text(max_length=128)
 
 
 class _In(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -28,8 +41,8 @@ class RegisterIn(_In):
 
 
 class LoginIn(_In):
-    email: Annotated[str, msgspec.Meta(max_length=254)]
-    password: Annotated[str, msgspec.Meta(max_length=128)]
+    email: PresentedEmail
+    password: PresentedPassword
 
 
 class RefreshIn(_In):
@@ -37,7 +50,7 @@ class RefreshIn(_In):
 
 
 class UpdateMeIn(_In):
-    current_password: Annotated[str, msgspec.Meta(max_length=128)]
+    current_password: PresentedPassword
     name: Name | None = None
     password: Password | None = None
 
@@ -69,4 +82,4 @@ class TokenPairOut(msgspec.Struct, kw_only=True):
 
 class PageQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
-    cursor: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+    cursor: Cursor | None = None

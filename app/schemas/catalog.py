@@ -8,22 +8,28 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from app.schemas.text import Cursor, Text, anchored
+
 Slug = Annotated[str, msgspec.Meta(min_length=1, max_length=100,
-                                   pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
+                                   pattern=anchored(r"[a-z0-9]+(?:-[a-z0-9]+)*"))]
 Money = Annotated[str, msgspec.Meta(
-    pattern=r"^\d{1,10}(\.\d{1,2})?$",
+    pattern=anchored(r"[0-9]{1,10}(?:\.[0-9]{1,2})?"),
     description='A decimal string with up to two places, e.g. "1200.00".',
 )]
-Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
-Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
-ProductName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Description = Annotated[str, msgspec.Meta(max_length=5000)]
+Currency = Annotated[str, msgspec.Meta(pattern=anchored(r"[A-Z]{3}"),
+                                       description="ISO 4217 code")]
+Sku = Annotated[str, msgspec.Meta(min_length=1, max_length=64,
+                                  pattern=anchored(r"[A-Za-z0-9._-]+"))]
+CategoryName = Text(min_length=1, max_length=100)
+ProductName = Text(min_length=1, max_length=200)
+Description = Text(max_length=5000)
+SearchText = Text(min_length=1, max_length=100)
 Stock = Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)]
 SortKey = Literal["name", "-name", "price", "-price", "created_at", "-created_at"]
 
 
 class CategoryIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    name: CategoryName
     slug: Slug
 
 
@@ -80,10 +86,10 @@ class ProductPage(msgspec.Struct, kw_only=True):
 
 class ProductQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     category: Slug | None = None
-    q: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    q: SearchText | None = None
     min_price: Money | None = None
     max_price: Money | None = None
     in_stock: bool | None = None
     sort: SortKey = "-created_at"
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
-    cursor: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+    cursor: Cursor | None = None

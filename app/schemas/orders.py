@@ -7,23 +7,37 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app.schemas.text import ANY_CASE_UUID_PATTERN, Cursor, Text, anchored
+
+# Ids in any case are the same id (the contract); Structs holding them
+# lower-case them on decoding, so duplicate checks and SQL see one spelling.
 ProductId = Annotated[str, msgspec.Meta(
-    pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
-    description="A product id (lower-case UUID).",
+    pattern=ANY_CASE_UUID_PATTERN,
+    description="A product id (a UUID; any case).",
 )]
+UserId = Annotated[str, msgspec.Meta(pattern=ANY_CASE_UUID_PATTERN,
+                                     description="A user id (a UUID; any case).")]
+# Addresses are stored as jsonb, which cannot hold U+0000 either.
+AddressLine = Text(min_length=1, max_length=200)
+City = Text(min_length=1, max_length=100)
+PostalCode = Text(min_length=1, max_length=20)
+Country = Annotated[str, msgspec.Meta(pattern=anchored(r"[A-Z]{2}"),
+                                      description="ISO 3166-1 alpha-2 code")]
 
 
 class OrderItemIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     product_id: ProductId
     quantity: Annotated[int, msgspec.Meta(ge=1, le=100)]
 
+    def __post_init__(self):
+        self.product_id = self.product_id.lower()
+
 
 class Address(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    line1: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    city: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-    postal_code: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
-    country: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$",
-                                         description="ISO 3166-1 alpha-2 code")]
+    line1: AddressLine
+    city: City
+    postal_code: PostalCode
+    country: Country
 
 
 class OrderIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -54,6 +68,10 @@ class OrderPage(msgspec.Struct, kw_only=True):
 
 
 class OrderQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    user_id: ProductId | None = None  # same UUID shape
+    user_id: UserId | None = None
     limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
-    cursor: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+    cursor: Cursor | None = None
+
+    def __post_init__(self):
+        if self.user_id is not None:
+            self.user_id = self.user_id.lower()

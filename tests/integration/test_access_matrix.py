@@ -17,7 +17,8 @@ from tests.support.api import new_user
 CASES = [
     (route.template, method, operation_of(route.resource, method).access)
     for route in ROUTES
-    for method in responders(route.resource)
+    for method in [*responders(route.resource),
+                   *(["HEAD"] if "GET" in responders(route.resource) else [])]
 ]
 
 
@@ -55,3 +56,17 @@ def test_route_enforces_its_declared_access(client, callers, template, method, a
 
 def test_every_access_level_is_exercised():
     assert {access for _, _, access in CASES} == {PUBLIC, USER, ADMIN}
+
+
+def test_head_answers_like_get_without_a_body(client, db):
+    admin = new_user(client, "admin", db)
+    for path, headers in (("/v1/products", {}), ("/healthz", {}),
+                          ("/v1/users/me", admin["headers"])):
+        got = client.simulate_get(path, headers=headers)
+        head = client.simulate_head(path, headers=headers)
+        assert head.status_code == got.status_code == 200
+        assert head.content == b""
+        assert head.headers["Content-Length"] == str(len(got.content))
+        assert head.headers["Content-Type"] == got.headers["Content-Type"]
+    anonymous = client.simulate_head("/v1/users/me")
+    assert anonymous.status_code == 401

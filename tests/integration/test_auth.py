@@ -204,7 +204,10 @@ def test_bad_access_tokens_are_401_with_the_envelope(client, kind):
     result = client.simulate_get("/v1/users/me", headers=bearer(BAD_TOKENS[kind]()))
     assert result.status_code == 401, kind
     assert result.json["error"]["code"] == "unauthorized"
-    assert result.headers["www-authenticate"] == "Bearer"
+    challenge = result.headers["www-authenticate"]
+    assert challenge.startswith('Bearer error="invalid_token", error_description="')
+    # Only an expired token is told that a refresh fixes it.
+    assert ("refresh it" in challenge) == (kind == "expired"), challenge
 
 
 @pytest.mark.parametrize("header", ["", "Bearer", "Bearer ", "Basic abc", "Bearer a b", "token"])

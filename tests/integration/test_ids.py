@@ -35,3 +35,21 @@ def test_order_paths_accept_any_case(client, db):
     cancelled = client.simulate_post(f"/v1/orders/{order_id.upper()}/cancel",
                                      headers=buyer["headers"])
     assert cancelled.status_code == 200 and cancelled.json["status"] == "cancelled"
+
+
+def test_ids_in_bodies_and_queries_accept_any_case(client, db):
+    admin, buyer = new_user(client, "admin", db), new_user(client)
+    product = create_product(client, admin)
+    placed = client.simulate_post("/v1/orders", headers=buyer["headers"], json={
+        "items": [{"product_id": product["id"].upper(), "quantity": 1}],
+        "shipping_address": ADDRESS})
+    assert placed.status_code == 201 and placed.json["items"][0]["product_id"] == product["id"]
+    # Two spellings of one product are one product: a duplicate line.
+    duplicate = client.simulate_post("/v1/orders", headers=buyer["headers"], json={
+        "items": [{"product_id": product["id"], "quantity": 1},
+                  {"product_id": product["id"].upper(), "quantity": 1}],
+        "shipping_address": ADDRESS})
+    assert duplicate.status_code == 422
+    mine = client.simulate_get("/v1/orders", query_string=f"user_id={buyer['id'].upper()}",
+                               headers=admin["headers"])
+    assert mine.status_code == 200 and [o["id"] for o in mine.json["items"]] == [placed.json["id"]]

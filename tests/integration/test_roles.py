@@ -124,3 +124,19 @@ def _live_admin(url, db, name):
     assert pair.status == 200
     return {"id": created.json["id"],
             "headers": {"Authorization": "Bearer " + pair.json["access_token"]}}
+
+
+def test_a_deleted_users_token_cannot_place_an_order(client, db):
+    admin, buyer = new_user(client, "admin", db), new_user(client)
+    from tests.support.catalog import create_product
+
+    product = create_product(client, admin)
+    with db.cursor() as cur:
+        cur.execute("DELETE FROM users WHERE id = %s", (buyer["id"],))
+    for headers in (buyer["headers"], {**buyer["headers"], "Idempotency-Key": "k1"}):
+        result = client.simulate_post("/v1/orders", headers=headers, json={
+            "items": [{"product_id": product["id"], "quantity": 1}],
+            "shipping_address": {"line1": "1 Main St", "city": "X", "postal_code": "1",
+                                 "country": "US"}})
+        assert result.status_code == 401, result.text
+        assert result.json["error"]["code"] == "unauthorized"

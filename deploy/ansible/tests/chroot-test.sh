@@ -350,8 +350,8 @@ check "GET /readyz through nginx = 200 with \"cache\": \"ok\"" \
 check "nginx passes X-Request-ID through (client value echoed)" \
     eval 'req GET /healthz "" -H "X-Request-ID: deploy-test-1" >/dev/null && grep -qi "^x-request-id: deploy-test-1" "$WORK/headers"'
 big=$(head -c 70000 /dev/zero | tr '\0' 'a')
-check "a 70 kB body is refused by nginx with 413 (client_max_body_size 64k)" \
-    eval '[ "$(req POST /v1/auth/register "{\"pad\":\"$big\"}")" = 413 ]'
+check "a 70 kB body is refused by nginx with a JSON 413 (client_max_body_size 64k)" \
+    eval '[ "$(req POST /v1/auth/register "{\"pad\":\"$big\"}")" = 413 ] && [ "$(json "d[\"error\"][\"code\"]")" = payload_too_large ]'
 
 # The API chain: seed a catalog, register, log in, read a product.
 if in_ns /bin/sh -c "set -a; . '$app_env'; set +a; cd '$app_wd' && runuser -u '$app_user' -- venv/bin/python -m app seed --products 25 --users 1 --seed 7" >"$LOGS/seed.log" 2>&1; then

@@ -1,0 +1,340 @@
+"""The nginx site from deploy/ansible, run for real in front of the app.
+
+The role's templates are rendered with jinja2 (the role's defaults plus a few
+test values), pointed at temporary paths and free loopback ports, and served
+by the machine's nginx. What is checked is what nginx answers by itself: its
+own errors must be the contract's JSON envelope, never its HTML pages, and it
+must not retry the app's deliberate 503s (or a POST) on another server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import socketserver
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from app.services import free_port, wait_for_port
+from tests.support.http import request
+
+jinja2 = pytest.importorskip("jinja2", reason="Jinja2 renders the nginx templates")
+
+NGINX = shutil.which("nginx") or next(
+    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None)
+pytestmark = pytest.mark.skipif(
+    NGINX is None, reason="nginx is not installed (apt-get install nginx-light)")
+
+ROLE = Path(__file__).resolve().parents[2] / "deploy" / "ansible" / "roles" / "nginx"
+UPSTREAM_DIR = "/etc/nginx/peregrine-upstream.d/"
+
+
+def role_defaults() -> dict:
+    """The scalar defaults of the role (its defaults/main.yml is flat ``key: value``)."""
+    values = {}
+    for line in (ROLE / "defaults" / "main.yml").read_text().splitlines():
+        match = re.match(r"^(nginx_\w+): (.+)$", line)
+        if not match or "{{" in match.group(2):
+            continue
+        raw = match.group(2).strip()
+        if raw in ("true", "false"):
+            values[match.group(1)] = raw == "true"
+        elif raw == "[]":
+            values[match.group(1)] = []
+        else:
+            values[match.group(1)] = raw.strip('"')
+    return values
+
+
+def render(template: str, **variables) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    # Ansible's filter, as the templates use it.
+    env.filters["bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() in (
+        "1", "true", "yes", "on")
+    context = {**role_defaults(), "ansible_managed": "rendered by tests", **variables}
+    return env.get_template(template).render(context)
+
+
+def _replace(text: str, old: str, new: str) -> str:
+    # A template change that drops one of these must fail loudly, not test less.
+    assert old in text, f"{old!r} not in the rendered configuration"
+    return text.replace(old, new)
+
+
+class Nginx:
+    """nginx with the role's nginx.conf and one site, under a temporary directory."""
+
+    def __init__(self, site_template: str, upstreams: list[str], **variables):
+        # Not tmp_path: nginx's workers must be able to reach their temp files.
+        self.root = Path(tempfile.mkdtemp(prefix="peregrine-nginx-"))
+        self.root.chmod(0o755)
+        self.port = free_port()
+        # Plain HTTP on self.port, in either site mode.
+        variables = {"nginx_worker_processes": 1, "nginx_worker_connections": 256,
+                     "nginx_limit_nofile": 1024, "nginx_edge_listen": f"127.0.0.1:{self.port}",
+                     "nginx_http_port": self.port, **variables}
+        (self.root / "sites").mkdir()
+        (self.root / "upstream.d").mkdir()
+        for index, address in enumerate(upstreams):
+            (self.root / "upstream.d" / f"{index}.conf").write_text(render(
+                "upstream-server.conf.j2", nginx_upstream_server={"address": address},
+                nginx_upstream_server_down=False, **variables))
+        site = _replace(render(site_template, **variables), UPSTREAM_DIR,
+                        f"{self.root}/upstream.d/")
+        (self.root / "sites" / "peregrine.conf").write_text(site)
+        main = render("nginx.conf.j2", **variables)
+        main = _replace(main, "user www-data;", "user root;" if os.geteuid() == 0 else "")
+        main = _replace(main, "pid /run/nginx.pid;", f"pid {self.root}/nginx.pid;")
+        main = _replace(main, "/var/log/nginx/", f"{self.root}/")
+        main = _replace(main, "    include /etc/nginx/conf.d/*.conf;\n", "")
+        # Temp paths of our own: the compiled-in ones may not be writable here.
+        temp_paths = "".join(f"    {kind}_temp_path {self.root}/{kind};\n" for kind in (
+            "client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        main = _replace(main, "    include /etc/nginx/sites-enabled/*;\n",
+                        f"    include {self.root}/sites/*.conf;\n{temp_paths}")
+        self.conf = self.root / "nginx.conf"
+        self.conf.write_text(main)
+        self.proc = None
+
+    def test_config(self) -> None:
+        result = subprocess.run([NGINX, "-t", "-q", "-c", str(self.conf)],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+    def start(self) -> "Nginx":
+        self.test_config()
+        self.proc = subprocess.Popen([NGINX, "-c", str(self.conf), "-g", "daemon off;"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for_port(self.port, 10, self.proc)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # TERM: fast shutdown of master and workers
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def nginx_factory():
+    started = []
+
+    def start(upstreams, site="peregrine-edge.conf.j2", **variables):
+        server = Nginx(site, upstreams, **variables)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+class StubUpstream(socketserver.ThreadingTCPServer):
+    """An app server that counts requests and answers 503, or drops them once read."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.hits = 0
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _StubHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return "127.0.0.1:%d" % self.server_address[1]
+
+
+class _StubHandler(socketserver.StreamRequestHandler):
+    def handle(self):
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            line = self.rfile.readline()
+            if not line:
+                return
+            head += line
+        length = re.search(rb"(?im)^content-length: *(\d+)", head)
+        if length:
+            self.rfile.read(int(length.group(1)))
+        with self.server.lock:
+            self.server.hits += 1
+        if self.server.mode == "drop":
+            return  # the request reached the app, which died before answering
+        body = b'{"error":{"code":"unavailable","message":"pool exhausted"},"request_id":"app"}'
+        self.wfile.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                         b"Retry-After: 1\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                         % (len(body), body))
+
+
+@pytest.fixture
+def stubs():
+    servers = []
+
+    def make(mode, count=2):
+        made = [StubUpstream(mode) for _ in range(count)]
+        servers.extend(made)
+        return made
+
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def assert_nginx_envelope(response, status, code):
+    assert response.status == status, response.body[:300]
+    assert response.headers["content-type"] == "application/json"
+    body = response.json  # JSON, not nginx's HTML page
+    assert set(body) == {"error", "request_id"}
+    assert body["error"]["code"] == code and body["error"]["message"]
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
+def test_proxied_answers_pass_through(live_server, nginx_factory):
+    nginx = nginx_factory([f"127.0.0.1:{live_server.port}"])
+    result = request(nginx.url + "/healthz")
+    assert result.status == 200 and result.json == {"status": "ok"}
+    # The app's own errors are its own envelope, untouched by nginx.
+    missing = request(nginx.url + "/v1/nope", headers={"X-Request-ID": "trace-1"})
+    assert missing.status == 404
+    assert missing.json == {"error": {"code": "not_found", "message": "no such resource"},
+                            "request_id": "trace-1"}
+
+
+def test_body_over_the_limit_is_a_json_413(live_server, nginx_factory):
+    nginx = nginx_factory([f"127.0.0.1:{live_server.port}"])
+    big = b'{"name": "' + b"x" * (70 * 1024) + b'"}'
+    result = request(nginx.url + "/v1/auth/register", "POST", big,
+                     {"Content-Type": "application/json", "X-Request-ID": "big-upload.1"})
+    body = assert_nginx_envelope(result, 413, "payload_too_large")
+    assert body["request_id"] == "big-upload.1"
+
+
+@pytest.mark.parametrize("hostile", ['x"},"error":{"code":"pwned', "a b", "x" * 129])
+def test_an_unsafe_request_id_is_replaced_not_echoed(live_server, nginx_factory, hostile):
+    nginx = nginx_factory([f"127.0.0.1:{live_server.port}"])
+    result = request(nginx.url + "/v1/auth/register", "POST", b"x" * (70 * 1024),
+                     {"Content-Type": "application/json", "X-Request-ID": hostile})
+    body = assert_nginx_envelope(result, 413, "payload_too_large")
+    assert body["request_id"] != hostile and re.fullmatch(r"[0-9a-f]{32}", body["request_id"])
+
+
+def test_a_stopped_upstream_is_a_json_502_with_retry_after(live_server, nginx_factory):
+    nginx = nginx_factory([f"127.0.0.1:{live_server.port}"])
+    assert request(nginx.url + "/healthz").status == 200
+    live_server.stop()
+    result = request(nginx.url + "/v1/products")
+    assert_nginx_envelope(result, 502, "unavailable")
+    assert int(result.headers["retry-after"]) > 0
+
+
+def test_an_upstream_that_does_not_answer_in_time_is_a_json_504(nginx_factory):
+    # Accepts connections (the kernel's backlog) and never answers.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        nginx = nginx_factory(["127.0.0.1:%d" % silent.getsockname()[1]],
+                              nginx_proxy_read_timeout="1s", nginx_proxy_send_timeout="1s")
+        result = request(nginx.url + "/v1/products")
+    assert_nginx_envelope(result, 504, "unavailable")
+    assert int(result.headers["retry-after"]) > 0
+
+
+def test_the_apps_503_is_passed_on_and_not_retried(nginx_factory, stubs):
+    servers = stubs("503")
+    nginx = nginx_factory([s.address for s in servers])
+    result = request(nginx.url + "/v1/products")
+    assert result.status == 503
+    assert result.json["error"]["message"] == "pool exhausted"  # the app's body, as sent
+    assert result.headers["retry-after"] == "1"
+    assert sum(s.hits for s in servers) == 1, "a deliberate 503 was retried on another server"
+
+
+def test_a_post_that_reached_a_failing_server_is_not_retried(nginx_factory, stubs):
+    servers = stubs("drop")
+    nginx = nginx_factory([s.address for s in servers])
+    result = request(nginx.url + "/v1/orders", "POST", {"items": []},
+                     {"Authorization": "Bearer x"})
+    assert_nginx_envelope(result, 502, "unavailable")
+    assert sum(s.hits for s in servers) == 1, "a POST was sent to a second server"
+    # An idempotent GET is worth a second server (proxy_next_upstream_tries 2).
+    result = request(nginx.url + "/v1/products")
+    assert_nginx_envelope(result, 502, "unavailable")
+    assert sum(s.hits for s in servers) == 3
+
+
+def _self_signed(directory: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed for the lb site's certificate")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=t",
+                    "-keyout", str(directory / "peregrine.key"),
+                    "-out", str(directory / "peregrine.crt")],
+                   check=True, capture_output=True)
+
+
+def test_lb_site_rate_limit_is_a_json_429_with_retry_after(live_server, nginx_factory,
+                                                            tmp_path):
+    import http.client
+    import ssl
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::", 0))
+    except OSError:
+        pytest.skip("the lb site also listens on [::], and this host has no IPv6")
+    _self_signed(tmp_path)
+    https_port = free_port()
+    nginx = nginx_factory([f"127.0.0.1:{live_server.port}"], site="peregrine-lb.conf.j2",
+                          nginx_https_port=https_port,
+                          nginx_tls_dir=str(tmp_path), nginx_limit_req_per_ip=1,
+                          nginx_limit_req_burst=1)
+    wait_for_port(https_port, 10, nginx.proc)
+    context = ssl._create_unverified_context()  # the test's own self-signed certificate
+    statuses = []
+    for _ in range(4):  # 1 r/s with a burst of 1: the third in a row is refused
+        conn = http.client.HTTPSConnection("127.0.0.1", https_port, context=context, timeout=5)
+        try:
+            conn.request("GET", "/healthz")
+            response = conn.getresponse()
+            statuses.append(response.status)
+            if response.status == 429:
+                body = json.loads(response.read())
+                assert response.getheader("Content-Type") == "application/json"
+                assert body["error"]["code"] == "rate_limited"
+                assert body["request_id"] == response.getheader("X-Request-ID")
+                assert int(response.getheader("Retry-After")) > 0
+        finally:
+            conn.close()
+    assert statuses[0] == 200 and 429 in statuses, statuses
+
+
+@pytest.mark.parametrize("burst", [0, 5])
+def test_lb_site_with_any_burst_is_a_config_nginx_accepts(tmp_path, burst):
+    _self_signed(tmp_path)
+    nginx = Nginx("peregrine-lb.conf.j2", ["127.0.0.1:9"], nginx_https_port=free_port(),
+                  nginx_tls_dir=str(tmp_path), nginx_limit_req_per_ip=10,
+                  nginx_limit_req_burst=burst)
+    nginx.test_config()
+    site = (nginx.root / "sites" / "peregrine.conf").read_text()
+    assert ("burst=" in site) == (burst > 0)
