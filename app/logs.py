@@ -3,32 +3,55 @@
 Every record carries the current request id when there is one; the request
 log line adds method, route template, status and duration. Nothing here ever
 logs bodies, tokens or passwords.
+
+PERF: the request line skips the logging module (LogRecord, handler lock,
+formatter: ~44 us of worker CPU per line with the write): it is queued as a
+msgspec struct in a process-wide buffer and encoded at flush (~1.5 us a
+line in all). The buffer is written to stderr when it holds
+``BUFFER_BYTES``, on every ``app.flushing`` tick (0.25 s in a worker), at exit (gunicorn's worker_exit hook, after a
+graceful shutdown's requests have finished; atexit elsewhere), and before
+any record at WARNING or above. Every other record goes through the same
+buffer, so lines stay in the order they were logged. A worker killed with
+SIGKILL loses at most the last tick's lines.
 """
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import logging
 import os
 import sys
+import threading
 import time
 
 import msgspec
+
+from app import flushing
 
 # Greenlet-local under gevent (contextvars are per greenlet since greenlet 0.4.17).
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
 
+#: Buffered bytes that trigger a write (a few hundred request lines).
+BUFFER_BYTES = 64 * 1024
+
 _encode = msgspec.json.Encoder().encode
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+request_log = logging.getLogger("peregrine.request")
+
+
+def _timestamp(created: float) -> str:
+    return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+            + f".{int((created - int(created)) * 1000):03d}Z")
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": _timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -45,9 +68,188 @@ class JsonFormatter(logging.Formatter):
         return _encode(entry).decode()
 
 
+class RequestLine(msgspec.Struct):
+    """The request log line: JsonFormatter's fields, in its order."""
+
+    ts: str
+    level: str
+    logger: str
+    msg: str
+    pid: int
+    request_id: str
+    method: str
+    route: object
+    status: int
+    duration_ms: float
+    user_id: object
+
+
+class RequestLineNoId(msgspec.Struct):
+    """As RequestLine, when no request id is set (JsonFormatter omits it)."""
+
+    ts: str
+    level: str
+    logger: str
+    msg: str
+    pid: int
+    method: str
+    route: object
+    status: int
+    duration_ms: float
+    user_id: object
+
+
+# enc_hook=str: a value msgspec cannot encode must not cost a flush its lines.
+_encode_lines = msgspec.json.Encoder(enc_hook=str).encode_lines
+#: What a buffered RequestLine counts towards BUFFER_BYTES.
+_REQUEST_LINE_BYTES = 256
+
+
+class LineBuffer:
+    """Lines bound for one binary stream, written in order.
+
+    Holds encoded lines (bytes, ending in a newline) and request lines
+    (structs, encoded at flush: PERF, one ``encode_lines`` call for a run of
+    them costs ~0.3 us a line against ~1 us for a dict encoded per request).
+    Appends are lock-free (``deque.append`` is atomic, also from a native
+    thread); ``flush`` drains under a lock so two flushes cannot reorder.
+    """
+
+    def __init__(self, stream, limit: int = BUFFER_BYTES):
+        self._stream = stream
+        self._limit = limit
+        self._lines: collections.deque[bytes] = collections.deque()
+        self._size = 0  # approximate: only decides when to flush
+        self._lock = threading.Lock()
+
+    def write(self, line, size: int | None = None) -> None:
+        """Buffer ``line``: bytes ending in a newline, or a struct to encode."""
+        self._lines.append(line)
+        self._size += len(line) if size is None else size
+        if self._size >= self._limit:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            lines = self._lines
+            if not lines:
+                return
+            self._size = 0
+            popleft = lines.popleft
+            chunks, run = [], []
+            for _ in range(len(lines)):
+                line = popleft()
+                if type(line) is bytes:
+                    if run:
+                        chunks.append(_encode_lines(run))
+                        run = []
+                    chunks.append(line)
+                else:
+                    run.append(line)
+            if run:
+                chunks.append(_encode_lines(run))
+            data = b"".join(chunks)
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except (OSError, ValueError):
+                pass  # stderr closed or gone: nothing better to do with a log
+
+
+class BufferedJsonHandler(logging.Handler):
+    """Formats with JsonFormatter into the shared LineBuffer."""
+
+    def __init__(self, buffer: LineBuffer):
+        super().__init__()
+        self.buffer = buffer
+        self.setFormatter(JsonFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record).encode() + b"\n"
+        except Exception:
+            self.handleError(record)
+            return
+        self.buffer.write(line)
+        if record.levelno >= logging.WARNING:
+            self.buffer.flush()  # problems are seen at once, after what preceded them
+
+    def flush(self) -> None:
+        self.buffer.flush()
+
+
+# The buffer the request line writes to; None until configure() runs (tests
+# that build the app without it get the logging module path).
+_buffer: LineBuffer | None = None
+
+
+class _Clock:
+    """The timestamp's second part, formatted once per second."""
+
+    second = -1
+    prefix = ""
+    pid = os.getpid()
+
+
+def _after_fork() -> None:
+    _Clock.pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def request_line(method: str, route: str | None, status: int, duration_ms: float,
+                 user_id) -> None:
+    """Log the request line: the same object JsonFormatter makes of
+    ``request_log.info("request", extra={...})``, without the logging module.
+    """
+    if not request_log.isEnabledFor(logging.INFO):
+        return
+    buffer = _buffer
+    if buffer is None:
+        request_log.info("request", extra={
+            "method": method, "route": route, "status": status,
+            "duration_ms": duration_ms, "user_id": user_id})
+        return
+    now = time.time()
+    second = int(now)
+    clock = _Clock
+    if second != clock.second:
+        clock.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        clock.second = second
+    ts = f"{clock.prefix}.{int((now - second) * 1000):03d}Z"
+    request_id = request_id_var.get()
+    if request_id:
+        line = RequestLine(ts, "info", "peregrine.request", "request", clock.pid, request_id,
+                           method, route, status, duration_ms, user_id)
+    else:
+        line = RequestLineNoId(ts, "info", "peregrine.request", "request", clock.pid,
+                               method, route, status, duration_ms, user_id)
+    buffer.write(line, _REQUEST_LINE_BYTES)
+
+
 def configure(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    global _buffer
+    if _buffer is not None:
+        _buffer.flush()
+        flushing.unregister(_buffer.flush)
+    stream = getattr(sys.stderr, "buffer", None)
+    if stream is None:  # a text-only stand-in for stderr
+        stream = _TextStream(sys.stderr)
+    _buffer = LineBuffer(stream)
+    flushing.register(_buffer.flush)
+    handler = BufferedJsonHandler(_buffer)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+class _TextStream:
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, data: bytes) -> None:
+        self._stream.write(data.decode())
+
+    def flush(self) -> None:
+        self._stream.flush()

@@ -119,8 +119,8 @@ def serve(worker_class, port, env, log):
     env = dict(env, PEREGRINE_BIND=f"127.0.0.1:{port}", PEREGRINE_WORKERS="1",
                PEREGRINE_WORKER_CLASS=worker_class, PEREGRINE_LOG_LEVEL="warning",
                PEREGRINE_RATE_LIMIT_PER_MINUTE="0")
-    # --max-requests 0: gunicorn.conf.py recycles a worker after 20-25k
-    # requests, a few seconds at these rates, and a new worker means a new pid
+    # --max-requests 0: gunicorn.conf.py recycles a worker after 1-1.5M
+    # requests, and a new worker means a new pid
     # (the CPU time is read from /proc/<pid>) and a cold cache and pool.
     return subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "app", "serve", "--",
