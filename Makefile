@@ -59,6 +59,18 @@ faults: build ## Faults under load (memcached killed/paused, Postgres down, slow
 	$(PY) -m tests.faults
 	$(PY) -m tests.faults --memcached-nodes 3 --only memcached
 
+# schemathesis lives in its own venv: it must not change the app's pinned packages.
+ABUSE_VENV := tests/abuse/.venv
+.PHONY: abuse
+
+$(ABUSE_VENV)/.installed: tests/abuse/requirements.txt
+	@test -x $(ABUSE_VENV)/bin/python || $(PYTHON) -m venv $(ABUSE_VENV)
+	$(ABUSE_VENV)/bin/pip install --quiet -r tests/abuse/requirements.txt
+	@touch $@
+
+abuse: build $(ABUSE_VENV)/.installed ## Under abuse: schemathesis, JWT forgeries, HTTP smuggling/slowloris, business rules: <5 min.
+	$(PY) -m tests.abuse $(ABUSE_ARGS)
+
 deploy-test: ## Run the Ansible playbooks against a debootstrap Debian root (see deploy/ansible/README.md).
 	@bash deploy/ansible/tests/chroot-test.sh
 
