@@ -5,7 +5,8 @@ re-padded, segments swapped, the ``alg`` changed). The pure and the compiled
 twin must agree on everything: the verdict, the refusal reason and the
 claims. PyJWT must agree on accept/refuse wherever the two designs overlap;
 each place where PyJWT is knowingly laxer or stricter is excluded from that
-comparison, with the reason, in ``pyjwt_comparable``.
+comparison, with the reason, in ``pyjwt_comparable``. Last, hand-rendered
+JSON objects, some with a member named twice, must be refused alike.
 
 This file is apart from test_jwt_twins.py so a build without hypothesis can
 skip it.
@@ -205,7 +206,6 @@ def pyjwt_comparable(kind, token, header, payload, now, leeway):
         # PyJWT 2.15 takes '=' padding (pyjwt#1211, for AWS ALB tokens);
         # RFC 7515 §2 omits it and we refuse it.
         return False
-    if len(token) > _jwt_py.MAX_TOKEN_LENGTH:
         return False  # PyJWT has no length cap; we refuse before parsing.
     if any(name in header for name in FORBIDDEN_HEADERS):
         return False  # PyJWT ignores jku/x5u/jwk/x5c; we refuse them.
@@ -304,3 +304,116 @@ def test_twins_agree_on_base64url_edge_cases(segments):
     token = ".".join(segments)
     options = {"issuer": ISSUER, "audience": AUDIENCE, "typ": TYP, "now": NOW}
     assert outcome(_jwt_c, token, **options) == outcome(_jwt_py, token, **options)
+
+
+# ------------------------------------------------------ duplicate members
+
+# Few names, so members collide often; with quotes, backslashes, commas,
+# braces and non-ASCII to trip up a scanner of the JSON text.
+member_names = st.sampled_from(["role", "x", "é", "😀", 'a"b', "a\\", "r,le", "{[", ""])
+tricky_text = st.text(
+    st.sampled_from(',{}[]":\\ aé😀\n') | st.characters(exclude_categories=("Cs",)), max_size=6
+)
+member_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | tricky_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tricky_text, inner, max_size=3),
+    max_leaves=5,
+)
+# Raw nested objects with a duplicate, and what msgspec makes of them.
+NESTED_DUPLICATES = [
+    ('{"a":1,"a":2}', {"a": 2}),
+    ('[{"k":",","k":"}"}]', [{"k": "}"}]),
+]
+blank = st.sampled_from(["", "", " ", "\n", "\t", "\r\n  "])
+
+
+@st.composite
+def json_key(draw, name):
+    """``name`` as a JSON string, each character maybe a \\u escape."""
+    out = []
+    for char in name:
+        if char in '"\\' or draw(st.integers(0, 3)) == 0:
+            units = char.encode("utf-16-be")
+            out.extend(f"\\u{units[i:i + 2].hex()}" for i in range(0, len(units), 2))
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+@st.composite
+def json_object(draw, members):
+    """Render ``(name, value)`` pairs as one JSON object, duplicates kept.
+
+    A value is a JSON-able object or a ``(text, decoded)`` pair to insert
+    verbatim. Returns ``(text, whether every name is distinct)``.
+    """
+    parts = []
+    for name, value in members:
+        if isinstance(value, tuple):
+            text = value[0]
+        else:
+            text = json.dumps(value, ensure_ascii=draw(st.booleans()))
+        key = draw(json_key(name))
+        parts.append(f"{draw(blank)}{key}{draw(blank)}:{draw(blank)}{text}{draw(blank)}")
+    text = "{" + ",".join(parts) + (draw(blank) if not parts else "") + "}"
+    names = [name for name, _ in members]
+    # The rendering is right: the standard library reads the same names.
+    assert [name for name, _ in json.loads(text, object_pairs_hook=list)] == names
+    return text.encode(), len(set(names)) == len(names)
+
+
+@st.composite
+def with_duplicates(draw, base, max_extras, repeat_one):
+    """``base`` members plus extras, and maybe one of them again."""
+    extras = draw(
+        st.lists(
+            st.tuples(member_names, member_values | st.sampled_from(NESTED_DUPLICATES)),
+            max_size=max_extras,
+        )
+    )
+    members = base + extras
+    if draw(repeat_one):
+        name, value = draw(st.sampled_from(members))
+        value = draw(st.just(value) | member_values)  # the same value or not
+        members.insert(draw(st.integers(0, len(members))), (name, value))
+    draw(st.randoms()).shuffle(members)
+    return members
+
+
+def decoded_values(members):
+    return [(name, value[1] if isinstance(value, tuple) else value) for name, value in members]
+
+
+@PROPERTY_SETTINGS
+@given(data=st.data())
+def test_twins_refuse_duplicate_members_alike(data):
+    # The payload is only read once the header passes: fewer header clashes.
+    header_members = data.draw(
+        with_duplicates([("alg", "HS256"), ("typ", TYP)], 2, st.sampled_from([True] + [False] * 3)),
+        label="header",
+    )
+    claim_members = data.draw(
+        with_duplicates(
+            [("iss", ISSUER), ("aud", AUDIENCE), ("sub", "user-42"), ("exp", NOW + 60)],
+            4,
+            st.booleans(),
+        ),
+        label="claims",
+    )
+    header_text, header_distinct = data.draw(json_object(header_members))
+    payload_text, claims_distinct = data.draw(json_object(claim_members))
+    signing_input = f"{b64(header_text)}.{b64(payload_text)}"
+    token = f"{signing_input}.{b64(hmac.digest(KEY, signing_input.encode(), 'sha256'))}"
+    assume(len(token) <= _jwt_py.MAX_TOKEN_LENGTH)
+
+    if not header_distinct:
+        expected = ("refused", "bad_header")
+    elif not claims_distinct:
+        expected = ("refused", "bad_payload")
+    else:
+        expected = ("ok", dict(decoded_values(claim_members)))
+    event(expected[0] if expected[0] == "ok" else expected[1])
+    options = {"issuer": ISSUER, "audience": AUDIENCE, "typ": TYP, "now": NOW}
+    assert outcome(_jwt_py, token, **options) == expected
+    if _jwt_c is not None:
+        assert outcome(_jwt_c, token, **options) == expected

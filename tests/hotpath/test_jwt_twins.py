@@ -401,3 +401,134 @@ def test_pure_twin_compares_macs_with_compare_digest(monkeypatch):
     monkeypatch.setattr(_jwt_py.hmac, "compare_digest", spy)
     check(_jwt_py, VALID)
     assert calls == [(base64.urlsafe_b64decode(S + "="),) * 2]
+
+
+# ------------------------------------------------------ duplicate members
+#
+# RFC 7515 §4 lets a parser refuse a member named twice or keep the last;
+# msgspec keeps the last, and we refuse, as the segment's bad_* reason: the
+# header before any MAC, the payload after it. Only the top level counts:
+# nested objects are claim values, decoded as msgspec does (last wins).
+
+# The header first: it is refused before the MAC, so these are unsigned.
+HEADER_DUPLICATES = [
+    pytest.param(b'{"alg":"none","typ":"at+jwt","alg":"HS256"}', id="alg-none-then-HS256"),
+    pytest.param(b'{"alg":"HS256","typ":"at+jwt","alg":"none"}', id="alg-HS256-then-none"),
+    pytest.param(b'{"alg":"HS256","typ":"at+jwt","alg":"HS256"}', id="alg-equal-values"),
+    pytest.param(b'{"alg":"HS256","typ":"JWT","typ":"at+jwt"}', id="typ"),
+    pytest.param(b'{"alg":"HS256","typ":"at+jwt","\\u0061lg":"HS256"}', id="escaped-alg"),
+    pytest.param(b'{"alg":"HS256","typ":"at+jwt","kid":"a","kid":"a"}', id="kid"),
+    pytest.param(
+        b'{ "alg" : "HS256" ,\r\n "typ":"at+jwt",\t"alg"\n:"HS256" }', id="whitespace"
+    ),
+    pytest.param(
+        b'{"alg":"HS256","typ":"at+jwt","cty":"a,b,{c}","x":[1,{"y":","}],"cty":"d"}',
+        id="after-commas-in-values",
+    ),
+]
+
+
+@pytest.mark.parametrize("header", HEADER_DUPLICATES)
+def test_duplicate_header_member_is_refused_before_the_mac(twin, header):
+    signed = sign(segment(header), P)
+    assert reason_of(twin, signed) == "bad_header"
+    assert reason_of(twin, f"{segment(header)}.{P}.{S}") == "bad_header"
+    assert reason_of(twin, signed, key={"a": KEY}) == "bad_header"
+
+
+PAYLOAD_DUPLICATES = [
+    pytest.param(b',"role":"admin"', id="role-user-then-admin"),
+    pytest.param(b',"role":"user"', id="role-equal-values"),
+    pytest.param(b',"r\\u006fle":"admin"', id="escaped-role"),
+    pytest.param(b',"\\u0072\\u006F\\u006C\\u0065":"user"', id="all-escaped-role"),
+    pytest.param(b',"exp":1', id="exp"),
+    pytest.param(b',"iss":"peregrine"', id="iss-equal"),
+    pytest.param(b',"scope":"a,b,c","note":"{[,]}","role":"admin"', id="after-commas-in-strings"),
+    pytest.param(b',"x":{"a":1,"b":[1,2,{"c":3}]},"role":"admin"', id="after-nested-values"),
+    pytest.param(b',"x":"q\\",\\"\\\\","role":"admin"', id="after-escaped-quotes"),
+    pytest.param(b' ,\n "role" : "admin" \n', id="whitespace"),
+]
+
+
+def payload_with(extra):
+    """The payload text of CLAIMS with ``extra`` members appended verbatim."""
+    return json.dumps(CLAIMS, separators=(",", ":")).encode()[:-1] + extra + b"}"
+
+
+@pytest.mark.parametrize("extra", PAYLOAD_DUPLICATES)
+def test_duplicate_payload_member_is_refused(twin, extra):
+    token = make_token(payload_with(extra))
+    assert reason_of(twin, token) == "bad_payload"
+    # Only a valid MAC lets the payload be parsed at all.
+    assert reason_of(twin, make_token(payload_with(extra), key=OTHER_KEY)) == "bad_signature"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b'{"a\\"b":1,"a\\"b":2}', id="key-with-escaped-quote"),
+        pytest.param(b'{"a\\\\":1,"a\\\\":2}', id="key-ending-in-backslash"),
+        pytest.param('{"é":1,"\\u00e9":2}'.encode(), id="utf8-and-escaped-key"),
+        pytest.param('{"😀":1,"\\ud83d\\ude00":2}'.encode(), id="surrogate-pair-key"),
+        pytest.param(b'{"":1,"":2}', id="empty-key"),
+        pytest.param(b'{"a":1,"a":{"a":1}}', id="object-after-scalar"),
+    ],
+)
+def test_duplicate_keys_however_spelt_are_refused(twin, payload):
+    assert reason_of(twin, make_token(payload)) == "bad_payload"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        # Nested objects are values: msgspec's last-wins stands there.
+        pytest.param(b',"x":{"a":1,"a":2}', {"x": {"a": 2}}, id="nested-duplicate"),
+        pytest.param(
+            b',"x":[{"k":1,"k":2},{"k":3}]', {"x": [{"k": 2}, {"k": 3}]}, id="in-a-list"
+        ),
+        pytest.param(
+            b',"scope":"a,b","note":"{\\"role\\":1,\\"role\\":2}","l":"[,]"',
+            {"scope": "a,b", "note": '{"role":1,"role":2}', "l": "[,]"},
+            id="commas-braces-quotes-in-strings",
+        ),
+        pytest.param(b',"q":"\\\\","r":"\\\\\\""', {"q": "\\", "r": '\\"'}, id="backslash-runs"),
+        pytest.param(
+            b',"Role":"admin","role ":"x","r\\u00f4le":"y"',
+            {"Role": "admin", "role ": "x", "rôle": "y"},
+            id="similar-but-distinct-keys",
+        ),
+        pytest.param(
+            b',"n":[1,[2,[3,{}]],{"a":[]}]', {"n": [1, [2, [3, {}]], {"a": []}]}, id="deep"
+        ),
+    ],
+)
+def test_distinct_top_level_members_are_accepted(twin, extra, expected):
+    assert check(twin, make_token(payload_with(extra))) == {**CLAIMS, **expected}
+
+
+def test_nested_duplicates_in_the_header_are_accepted(twin):
+    header = b'{"alg":"HS256","typ":"at+jwt","ext":{"a":1,"a":2},"cty":"{,}"}'
+    assert check(twin, sign(segment(header), P)) == CLAIMS
+
+
+def test_pretty_printed_segments_are_accepted(twin):
+    header = json.dumps(HEADER, indent=2).encode()
+    payload = json.dumps(with_claims(scope="a, b", aud=[AUDIENCE, "x"]), indent="\t").encode()
+    token = sign(segment(header), segment(payload))
+    assert check(twin, token) == with_claims(scope="a, b", aud=[AUDIENCE, "x"])
+
+
+def test_empty_objects_are_not_duplicates(twin):
+    assert reason_of(twin, sign(segment(b" { } "), P)) == "bad_alg"
+    assert reason_of(twin, make_token(b"{}")) == "bad_exp"
+
+
+def test_a_duplicate_header_is_never_served_from_the_header_cache(twin):
+    # The compiled twin keeps the last header decoded; a refused one must
+    # not be kept, nor a kept one stand in for a different segment.
+    duplicate = sign(segment(b'{"alg":"none","typ":"at+jwt","alg":"HS256"}'), P)
+    assert check(twin, VALID) == CLAIMS
+    assert reason_of(twin, duplicate) == "bad_header"
+    assert reason_of(twin, duplicate) == "bad_header"
+    assert check(twin, VALID) == CLAIMS
+    assert reason_of(twin, duplicate) == "bad_header"
