@@ -37,8 +37,11 @@ backlog = 2048
 #          bounds concurrent queries; requests over it wait up to
 #          PEREGRINE_DB_POOL_TIMEOUT and then get 503.
 #   timeout - for gevent workers only a heartbeat: a worker whose event loop
-#          is blocked this long is killed. It never bounds a request; the
-#          pool, statement and cache timeouts do.
+#          is blocked this long is killed. It never bounds the app's work;
+#          the pool, statement and cache timeouts do. hotpath.worker also
+#          gives a request body this many seconds of waiting in all (a body
+#          trickled slower gets 408 and the connection closes) and each
+#          blocked write this long; 0 turns both off.
 #   graceful_timeout - on TERM, in-flight requests get this long to finish.
 #          systemd's TimeoutStopSec must be larger.
 #   keepalive - seconds an idle keep-alive connection stays open; also the

@@ -19,6 +19,7 @@ import httptools
 from hotpath._http_py import (
     DEFAULT_MAX_HEADERFIELD_SIZE,
     HOP_BY_HOP,
+    MAX_CONTENT_LENGTH,
     MAX_HEADERS,
     MAX_REQUEST_LINE,
     UNLIMITED_REQUEST_LINE,
@@ -30,6 +31,10 @@ __all__ = ("Request", "RequestParser", "ResponseHead", "encode_response",
 
 cdef enum HeaderKind:
     PLAIN, HOST, CONTENT_TYPE, CONTENT_LENGTH, TRANSFER_ENCODING, EXPECT
+
+# What non-data bytes of a chunked body llhttp is reading; see _http_py.
+cdef enum MetaKind:
+    NO_META, SIZE_LINE, CHUNK_TAIL
 
 cdef dict _SPECIAL = {
     "HOST": HOST,
@@ -55,6 +60,10 @@ cdef inline object _bad_request(str message):
 
 cdef inline object _too_large(str message):
     return HttpError(431, "header_fields_too_large", message)
+
+
+cdef inline object _length_too_large():
+    return HttpError(413, "payload_too_large", "Content-Length too large")
 
 
 cdef tuple _map_name(bytes name):
@@ -144,6 +153,9 @@ cdef class RequestParser:
     cdef bint _in_head, _in_body
     cdef Py_ssize_t _line_limit, _fields_limit, _field_size_limit
     cdef Py_ssize_t _head_limit, _head_bytes, _fields
+    cdef Py_ssize_t _chunk_line_limit, _trailer_limit, _piece, _meta
+    cdef int _meta_kind
+    cdef bint _meta_new
     cdef object _scheme
 
     def __init__(self, dict environ, tuple limits, secure_scheme_headers=None,
@@ -162,6 +174,13 @@ cdef class RequestParser:
         self._fields_limit = fields
         self._field_size_limit = field_size
         self._head_limit = line + fields * (field_size + 2) + 4 + 65536
+        # Chunk-size lines and trailer sections: see _http_py.RequestParser.
+        self._chunk_line_limit = field_size
+        self._trailer_limit = self._head_limit
+        self._piece = field_size + 1
+        self._meta_kind = NO_META
+        self._meta = 0
+        self._meta_new = False
         self._template = environ
         self._scheme_headers = dict(secure_scheme_headers or {})
         self._header_map = header_map
@@ -172,9 +191,40 @@ cdef class RequestParser:
         self._url = b""
 
     def feed(self, data):
-        """Parse ``data``; protocol errors are recorded, never raised."""
-        if self.closed:
-            return
+        """Parse ``data``; protocol errors are recorded, never raised.
+
+        Fed to llhttp in pieces, as in ``_http_py.RequestParser.feed``.
+        """
+        cdef Py_ssize_t end = len(data)
+        cdef Py_ssize_t pos = 0
+        cdef long long step, before
+        cdef Request req
+        while pos < end and not self.closed:
+            req = self._req
+            if self._in_body and not req.chunked:
+                step = req.content_length - req.body_received
+            elif self._meta_kind == SIZE_LINE:
+                step = self._chunk_line_limit + 1 - self._meta
+            else:
+                step = self._piece
+            if step > end - pos:
+                step = end - pos
+            if pos == 0 and step == end:
+                piece = data
+            else:
+                piece = data[pos:pos + step]
+            pos += step
+            before = req.body_received if req is not None else 0
+            if not self._feed(piece):
+                return
+            if self._in_head:
+                self._head_bytes += step
+                if self._head_bytes > self._head_limit:
+                    self._failed(_too_large("request head too large"))
+            elif self._meta_kind != NO_META:
+                self._count_meta(piece, step, req, before)
+
+    cdef bint _feed(self, data) except -1:
         try:
             self._parser.feed_data(data)
         except _HttpParserUpgrade:
@@ -192,10 +242,30 @@ cdef class RequestParser:
         except _HttpParserError as ex:
             self._failed(_bad_request(str(ex)))
         else:
-            if self._in_head:
-                self._head_bytes += len(data)
-                if self._head_bytes > self._head_limit:
-                    self._failed(_too_large("request head too large"))
+            return True
+        return False
+
+    cdef _count_meta(self, piece, Py_ssize_t size, Request req, long long before):
+        # See _http_py.RequestParser._count_meta.
+        cdef Request current = self._req
+        cdef long long body = current.body_received - (before if current is req else 0)
+        cdef Py_ssize_t count
+        if self._meta_new:
+            self._meta_new = False
+            if self._meta_kind == SIZE_LINE:
+                if type(piece) is memoryview:
+                    piece = bytes(piece)
+                count = size - piece.rfind(b"\n") - 1
+            else:
+                count = <Py_ssize_t>(size - body)
+        else:
+            count = <Py_ssize_t>(self._meta + size - body)
+        self._meta = count
+        if self._meta_kind == SIZE_LINE:
+            if count > self._chunk_line_limit:
+                self._failed(_bad_request("chunk size line too long"))
+        elif count > self._trailer_limit:
+            self._failed(_too_large("trailer section too large"))
 
     def close(self):
         """Break the parser <-> protocol reference cycle."""
@@ -265,7 +335,12 @@ cdef class RequestParser:
             if ("HTTP_HOST" if kind == HOST else "CONTENT_TYPE") in req.environ:
                 raise _bad_request(f"duplicate {upper} header")
         elif kind == CONTENT_LENGTH:
-            req.content_length = int(value)
+            # Compared as a Python int: llhttp takes up to 2**64 - 1, and
+            # assigning that to the long long would raise OverflowError.
+            length = int(value)
+            if length > MAX_CONTENT_LENGTH:
+                raise _length_too_large()
+            req.content_length = length
         elif kind == TRANSFER_ENCODING:
             if value.lower() != "chunked":
                 raise _bad_request("unsupported transfer coding")
@@ -321,6 +396,9 @@ cdef class RequestParser:
         req.keep_alive = parser.should_keep_alive()
         self._in_head = False
         self._in_body = True
+        if req.chunked:
+            self._meta_kind = SIZE_LINE
+            self._meta_new = True
         self.requests.append(req)
 
     def on_body(self, bytes data):
@@ -329,9 +407,18 @@ cdef class RequestParser:
         if not req.discard:
             req.body += data
 
+    def on_chunk_header(self):
+        self._meta_kind = CHUNK_TAIL
+        self._meta_new = True
+
+    def on_chunk_complete(self):
+        self._meta_kind = SIZE_LINE
+        self._meta_new = True
+
     def on_message_complete(self):
         self._req.complete = True
         self._in_body = False
+        self._meta_kind = NO_META
 
 
 cdef class ResponseHead:

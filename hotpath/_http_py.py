@@ -40,6 +40,10 @@ UNLIMITED_REQUEST_LINE = 1024 * 1024
 MAX_REQUEST_LINE = 8190
 MAX_HEADERS = 32768
 DEFAULT_MAX_HEADERFIELD_SIZE = 8190
+#: The largest Content-Length taken: llhttp accepts up to 2**64 - 1, more
+#: than the compiled twin's signed 64-bit counters hold. Nothing that large
+#: is a real body, so both twins answer 413 for it.
+MAX_CONTENT_LENGTH = 2**63 - 1
 
 #: Response header fields that describe this connection, not the resource:
 #: the worker decides framing and persistence, so the application's are dropped.
@@ -50,6 +54,8 @@ HOP_BY_HOP = frozenset((
 
 REASONS = {
     400: "Bad Request",
+    408: "Request Timeout",
+    413: "Content Too Large",
     414: "URI Too Long",
     417: "Expectation Failed",
     431: "Request Header Fields Too Large",
@@ -61,6 +67,14 @@ REASONS = {
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+")
 _HEADER_VALUE_RE = re.compile(r"[ \t\x21-\x7e\x80-\xff]*")
 _STATUS_RE = re.compile(r"[0-9]{3}(?: [ \t\x21-\x7e\x80-\xff]*)?")
+
+# What the bytes llhttp is reading in a chunked body are, besides chunk data:
+# a chunk-size line (size, extensions; from the end of the head or of the
+# previous chunk to on_chunk_header) or what follows a chunk-size line up to
+# on_chunk_complete (the CRLF after the data; for the last chunk, the
+# trailer section). llhttp scans chunk extensions without a callback that
+# httptools passes on, so the parser counts these bytes itself (see feed).
+_NO_META, _SIZE_LINE, _CHUNK_TAIL = range(3)
 
 # Header kinds that need more than "store in the environ".
 _PLAIN, _HOST, _CONTENT_TYPE, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT = range(6)
@@ -94,6 +108,10 @@ def _bad_request(message):
 
 def _too_large(message):
     return HttpError(431, "header_fields_too_large", message)
+
+
+def _length_too_large():
+    return HttpError(413, "payload_too_large", "Content-Length too large")
 
 
 def _map_name(name):
@@ -212,6 +230,18 @@ class RequestParser:
         # every limit above at its maximum, plus one socket read of slack
         # because a read may also carry the previous message.
         self._head_limit = line + fields * (field_size + 2) + 4 + 65536
+        # CVE-2024-22019 class: a chunk-size line, extensions included, gets
+        # at most limit_request_field_size bytes before its LF (gunicorn's
+        # stock reader uses the same bound); a trailer section at most what a
+        # head may span. feed() hands llhttp at most one line's worth of
+        # bytes at a time so that no over-long line can start and end unseen
+        # inside one piece.
+        self._chunk_line_limit = field_size
+        self._trailer_limit = self._head_limit
+        self._piece = field_size + 1
+        self._meta_kind = _NO_META
+        self._meta = 0
+        self._meta_new = False
         self._template = environ
         self._scheme_headers = secure_scheme_headers or {}
         self._header_map = header_map
@@ -228,9 +258,40 @@ class RequestParser:
         self._scheme = None
 
     def feed(self, data):
-        """Parse ``data``; protocol errors are recorded, never raised."""
-        if self.closed:
-            return
+        """Parse ``data``; protocol errors are recorded, never raised.
+
+        The bytes go to llhttp in pieces: the rest of a Content-Length body
+        in one, anything else at most ``limit_request_field_size + 1`` bytes
+        at a time (the whole of ``data`` in the usual case), so the bytes of
+        chunk-size lines and trailer sections can be counted (_count_meta).
+        """
+        end = len(data)
+        pos = 0
+        while pos < end and not self.closed:
+            req = self._req
+            if self._in_body and not req.chunked:
+                step = req.content_length - req.body_received
+            elif self._meta_kind == _SIZE_LINE:
+                step = self._chunk_line_limit + 1 - self._meta
+            else:
+                step = self._piece
+            if pos == 0 and step >= end:
+                piece = data
+            else:
+                piece = data[pos:pos + step]
+            pos += step
+            before = req.body_received if req is not None else 0
+            if not self._feed(piece):
+                return
+            if self._in_head:
+                self._head_bytes += len(piece)
+                if self._head_bytes > self._head_limit:
+                    self._failed(_too_large("request head too large"))
+            elif self._meta_kind:
+                self._count_meta(piece, req, before)
+
+    def _feed(self, data):
+        """Give llhttp ``data``; False once the connection cannot go on."""
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -251,10 +312,37 @@ class RequestParser:
         except httptools.HttpParserError as ex:
             self._failed(_bad_request(str(ex)))
         else:
-            if self._in_head:
-                self._head_bytes += len(data)
-                if self._head_bytes > self._head_limit:
-                    self._failed(_too_large("request head too large"))
+            return True
+        return False
+
+    def _count_meta(self, piece, req, before):
+        """Count the non-data bytes of the chunked body segment now open.
+
+        A segment that continues from the previous piece grows by this
+        piece's bytes that were not chunk data. One that began in this piece
+        is measured from its start: a chunk-size line starts right after an
+        LF (the head's or the previous chunk's) and holds none until its own,
+        so it is what follows the piece's last LF; for a chunk tail, the
+        piece's non-data bytes are an upper bound.
+        """
+        current = self._req
+        body = current.body_received - (before if current is req else 0)
+        if self._meta_new:
+            self._meta_new = False
+            if self._meta_kind == _SIZE_LINE:
+                if type(piece) is memoryview:
+                    piece = bytes(piece)
+                count = len(piece) - piece.rfind(b"\n") - 1
+            else:
+                count = len(piece) - body
+        else:
+            count = self._meta + len(piece) - body
+        self._meta = count
+        if self._meta_kind == _SIZE_LINE:
+            if count > self._chunk_line_limit:
+                self._failed(_bad_request("chunk size line too long"))
+        elif count > self._trailer_limit:
+            self._failed(_too_large("trailer section too large"))
 
     def close(self):
         """Break the parser <-> protocol reference cycle."""
@@ -325,7 +413,10 @@ class RequestParser:
                 raise _bad_request(f"duplicate {upper} header")
         elif kind == _CONTENT_LENGTH:
             # llhttp has rejected non-digits, a sign and duplicates.
-            req.content_length = int(value)
+            length = int(value)
+            if length > MAX_CONTENT_LENGTH:
+                raise _length_too_large()
+            req.content_length = length
         elif kind == _TRANSFER_ENCODING:
             # Only a lone "chunked" frames a request body the same way in
             # every proxy; llhttp alone would accept "gzip, chunked".
@@ -382,6 +473,9 @@ class RequestParser:
         req.keep_alive = parser.should_keep_alive()
         self._in_head = False
         self._in_body = True
+        if req.chunked:
+            self._meta_kind = _SIZE_LINE
+            self._meta_new = True
         self.requests.append(req)
 
     def on_body(self, data):
@@ -390,9 +484,18 @@ class RequestParser:
         if not req.discard:
             req.body += data
 
+    def on_chunk_header(self):
+        self._meta_kind = _CHUNK_TAIL
+        self._meta_new = True
+
+    def on_chunk_complete(self):
+        self._meta_kind = _SIZE_LINE
+        self._meta_new = True
+
     def on_message_complete(self):
         self._req.complete = True
         self._in_body = False
+        self._meta_kind = _NO_META
 
 
 class ResponseHead:

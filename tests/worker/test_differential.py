@@ -102,6 +102,17 @@ INVALID = [
     ("bad-chunk-size", b"POST / HTTP/1.1\r\n" + H
      + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400, 400),
     ("app-raises", _get(b"/raise"), 500, 500),
+    # A chunk-size line gets limit_request_field_size bytes in both workers.
+    ("chunk-extension-too-long", b"POST / HTTP/1.1\r\n" + H
+     + b"Transfer-Encoding: chunked\r\n\r\n5;" + b"e" * 20000 + b"\r\nhello\r\n0\r\n\r\n",
+     400, 400),
+    # Deliberately stricter: a Content-Length past 2**63 - 1 is no real body
+    # (the compiled parser cannot even count it); the stock worker hands it
+    # to the app, which here does not read the body.
+    ("cl-past-int64", b"POST /noread HTTP/1.1\r\n" + H
+     + b"Content-Length: 9223372036854775808\r\n\r\nabc", 200, 413),
+    ("cl-max-uint64", b"POST /noread HTTP/1.1\r\n" + H
+     + b"Content-Length: 18446744073709551615\r\n\r\n", 200, 413),
     # Deliberately stricter. gunicorn decodes only "chunked" and hands the
     # app a still-gzipped body; a proxy that knows gzip frames it otherwise.
     ("te-gzip-then-chunked", b"POST / HTTP/1.1\r\n" + H

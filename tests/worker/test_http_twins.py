@@ -63,6 +63,12 @@ RAW = [
     b"GET / HTTP/2.0\r\n\r\n",
     b"BREW / HTTP/1.1\r\n\r\n",
     b"GET / HTTP/1.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: http\r\n\r\n",
+    # Content-Length around 2**63: llhttp takes up to 2**64 - 1, the compiled
+    # twin counts in a long long; both answer 413 past the largest it holds.
+    b"POST / HTTP/1.1\r\nContent-Length: 9223372036854775807\r\n\r\nabc",
+    b"POST / HTTP/1.1\r\nContent-Length: 9223372036854775808\r\n\r\nabc",
+    b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n",
+    b"POST / HTTP/1.1\r\nContent-Length: 000000000000000000000009223372036854775808\r\n\r\n",
 ]
 
 
@@ -86,6 +92,23 @@ def test_the_environ_is_what_wsgi_apps_expect(twin):
     assert environ["RAW_URI"] == "/a%20b?x=1#f"
     assert environ["HTTP_X_A"] == "1,2"
     assert environ["SERVER_PROTOCOL"] == "HTTP/1.1"
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("length", [2**63, 2**64 - 1])
+def test_a_content_length_past_int64_is_413(twin, length):
+    requests, error, closed = parse(
+        twin, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % length)
+    assert requests == [] and closed
+    assert error == (413, "payload_too_large", "Content-Length too large")
+
+
+@pytest.mark.parametrize("twin", TWINS)
+def test_the_largest_content_length_is_taken(twin):
+    (req,), error, closed = parse(
+        twin, b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\nab" % (2**63 - 1))
+    assert error is None and not closed
+    assert req[9] == 2**63 - 1 and req[11] == b"ab"
 
 
 _token = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-",
@@ -200,7 +223,117 @@ def test_error_envelope():
     assert body == b'{"error":{"code":"bad_request","message":"nope"},"request_id":"abc"}'
 
 
+def test_error_envelope_for_413():
+    data = http.error_response(http.HttpError(413, "payload_too_large", "too big"), "abc")
+    assert data.startswith(b"HTTP/1.1 413 Content Too Large\r\n")
+    assert data.endswith(b'{"error":{"code":"payload_too_large","message":"too big"},'
+                         b'"request_id":"abc"}')
+
+
 def test_facade_reports_the_loaded_twin():
     from hotpath._flags import NO_EXTENSIONS
 
     assert http.COMPILED is (_http_c is not None and not NO_EXTENSIONS)
+
+
+# -- chunk-size lines and trailer sections are bounded (CVE-2024-22019 class) --
+
+_CHUNKED_HEAD = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+#: Bytes a chunk-size line may hold before its LF: limit_request_field_size.
+_LINE_LIMIT = LIMITS[2]
+_SPLITS = [None, 1, 7, 4096, _LINE_LIMIT + 1, 65536]
+
+
+def _line(length, size=b"5"):
+    """A chunk-size line of ``length`` bytes before its LF (CR included)."""
+    return size + b";" + b"e" * (length - len(size) - 2) + b"\r\n"
+
+
+def _fed(twin, raw, step):
+    parser = twin.RequestParser(dict(TEMPLATE), LIMITS, SCHEME_HEADERS, "drop")
+    for start in range(0, len(raw), step or len(raw)):
+        parser.feed(raw[start:start + (step or len(raw))])
+    return parser
+
+
+def _outcome(twin, raw, step):
+    parser = _fed(twin, raw, step)
+    return [(bytes(r.body), r.complete, r.body_error and (r.body_error.status, r.body_error.code,
+                                                          r.body_error.message))
+            for r in parser.requests], parser.error, parser.closed
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("step", _SPLITS)
+def test_a_chunk_size_line_at_the_limit_is_taken(twin, step):
+    raw = _CHUNKED_HEAD + _line(_LINE_LIMIT) + b"hello\r\n0\r\n\r\n"
+    assert _outcome(twin, raw, step) == ([(b"hello", True, None)], None, False)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("step", _SPLITS)
+def test_a_chunk_size_line_past_the_limit_is_400(twin, step):
+    # Refused however the bytes arrive, also when the whole line (LF
+    # included) is inside one read.
+    raw = _CHUNKED_HEAD + _line(_LINE_LIMIT + 1) + b"hello\r\n0\r\n\r\n"
+    assert _outcome(twin, raw, step) == (
+        [(b"", False, (400, "bad_request", "chunk size line too long"))], None, True)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("step", [None, 65536])
+def test_an_endless_chunk_extension_is_cut_off_early(twin, step):
+    # The abuse run: "15;" + 8 MiB of "e" used to be scanned to the end and
+    # the body handed to the app. Now llhttp stops within one line's worth.
+    parser = twin.RequestParser(dict(TEMPLATE), LIMITS, SCHEME_HEADERS, "drop")
+    parser.feed(_CHUNKED_HEAD + b"15;" + b"e" * 65536)
+    (req,) = parser.requests
+    assert parser.closed
+    assert (req.body_error.status, req.body_error.message) == (400, "chunk size line too long")
+    parser.feed(b"e" * (8 << 20) + b'\r\n{"refresh_token":"x"}\r\n0\r\n\r\n')
+    assert not req.complete and req.body_received == 0
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("step", [None, 3, _LINE_LIMIT + 1])
+def test_many_small_chunks_in_one_read_are_no_long_line(twin, step):
+    # Framing of many chunks inside one piece must not add up to one line.
+    raw = (_CHUNKED_HEAD + b"1;x=y\r\na\r\n" * 3000 + _line(_LINE_LIMIT) + b"hello\r\n"
+           + b"0\r\n\r\n")
+    assert _outcome(twin, raw, step) == ([(b"a" * 3000 + b"hello", True, None)], None, False)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("step", [None, 7, 65536])
+def test_a_long_line_after_a_pipelined_request_is_measured_alone(twin, step):
+    raw = (b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+           + _CHUNKED_HEAD + _line(_LINE_LIMIT) + b"hello\r\n0\r\n\r\n")
+    assert _outcome(twin, raw, step) == (
+        [(b"abc", True, None), (b"hello", True, None)], None, False)
+
+
+@pytest.mark.parametrize("twin", TWINS)
+@pytest.mark.parametrize("step", [None, 65536])
+def test_an_endless_trailer_section_is_cut_off(twin, step):
+    raw = _CHUNKED_HEAD + b"1\r\na\r\n0\r\nX-T: " + b"v" * (2 << 20) + b"\r\n\r\n"
+    assert _outcome(twin, raw, step) == (
+        [(b"a", False, (431, "header_fields_too_large", "trailer section too large"))],
+        None, True)
+
+
+@pytest.mark.parametrize("raw", [
+    _CHUNKED_HEAD + _line(_LINE_LIMIT + 1) + b"hello\r\n0\r\n\r\n",
+    _CHUNKED_HEAD + b"3;a=b;c=\"d\"\r\nabc\r\n" + _line(100, b"2") + b"xy\r\n0\r\nT: 1\r\n\r\n",
+])
+def test_twins_agree_on_chunk_metadata_fed_byte_by_byte(raw):
+    expected = parse(_http_py, raw)
+    if _http_c is not None:
+        assert parse(_http_c, raw) == expected
+        assert parse(_http_c, raw, range(1, len(raw))) == expected
+    assert parse(_http_py, raw, range(1, len(raw))) == expected
+
+
+def test_error_envelope_for_408():
+    data = http.error_response(http.HttpError(408, "request_timeout", "slow"), "abc")
+    assert data.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert b"\r\nConnection: close\r\n" in data

@@ -1,7 +1,9 @@
 """GeventHTTPWorker keeps what gunicorn's worker machinery promises."""
 
+import json
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -58,6 +60,26 @@ def test_max_requests_recycles_the_worker(server_factory):
     assert after[0].headers["x-pid"] != first[0].headers["x-pid"]
 
 
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_recycled_worker_exits_at_once(server_factory):
+    # gunicorn's loop looks at `alive` once a second; ours is woken by the
+    # request that reaches max_requests, so the replacement boots sooner.
+    server = server_factory("--max-requests", "2", "--max-requests-jitter", "0")
+    last = exchange(server.port, _get(b"/", b"Connection: close\r\n"))[0][0]
+    pid = int(last.headers["x-pid"])
+    started = time.monotonic()
+    while _running(pid) and time.monotonic() - started < 5:
+        time.sleep(0.01)
+    assert time.monotonic() - started < 0.5
+
+
 def test_last_request_before_recycling_closes_the_connection(server_factory):
     server = server_factory("--max-requests", "2", "--max-requests-jitter", "0")
     responses, closed = exchange(server.port, _get(b"/") + _get(b"/"), count=2)
@@ -93,8 +115,13 @@ def test_keepalive_zero_still_bounds_request_heads(server_factory):
 
 def test_stalled_body_times_out(impatient_server):
     with socket.create_connection(("127.0.0.1", impatient_server.port)) as sock:
+        started = time.monotonic()
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
-        assert _wait_for_eof(sock, 5) < 4
+        # Nothing was answered yet: the worker says why before closing.
+        responses, closed = read_responses(sock, 1, timeout=5)
+        assert time.monotonic() - started < 4
+    assert [r.status for r in responses] == [408] and closed
+    assert responses[0].json()["error"]["code"] == "request_timeout"
 
 
 def test_access_log_line_is_written(server_factory, tmp_path):
@@ -118,3 +145,134 @@ def test_body_limit_for_draining_closes_instead(our_server):
     assert [r.status for r in responses] == [200]
     assert responses[0].headers["connection"] == "close"
     assert closed
+
+
+# -- a trickled body is cut off as a whole (reliability.md A2/B5) -----------
+
+
+def _trickle(port, path, interval=0.25, limit=8.0):
+    """POST a 60000-byte body one byte per ``interval``; stop when answered.
+
+    Returns (seconds until the server closed, bytes it sent, closed).
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST " + path + b" HTTP/1.1\r\nHost: t\r\n"
+                     b"Content-Length: 60000\r\n\r\n")
+        received = b""
+        while time.monotonic() - started < limit:
+            try:
+                sock.sendall(b"x")
+            except OSError:
+                pass  # closed on us: what is left to read says why
+            sock.settimeout(interval)
+            try:
+                data = sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                return time.monotonic() - started, received, True
+            if not data:
+                return time.monotonic() - started, received, True
+            received += data
+        return time.monotonic() - started, received, False
+
+
+def _status_and_envelope(raw):
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip()
+               for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_a_trickled_body_gets_408_within_the_timeout(server_factory):
+    # --timeout 2: each connection gets 2 s of waiting for its whole body. A
+    # byte every 0.25 s used to restart a per-read timeout for ever.
+    server = server_factory("--timeout", "2")
+    results = [None] * 20
+
+    def run(i):
+        results[i] = _trickle(server.port, b"/")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(results))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    for elapsed, raw, closed in results:
+        assert closed and elapsed < 4, (elapsed, raw[:200])
+        status, headers, body = _status_and_envelope(raw)
+        # The echo app never saw the partial body as a whole one (it would
+        # have answered 200 with it).
+        assert status == 408, raw[:300]
+        assert headers["connection"] == "close"
+        envelope = json.loads(body)
+        assert envelope["error"]["code"] == "request_timeout"
+        assert envelope["request_id"] == headers["x-request-id"]
+    log = server.stop()
+    assert "Traceback" not in log
+    # One line per connection.
+    assert log.count("request body not received within 2s") == len(results), log
+
+
+def test_a_trickled_body_the_app_left_unread_is_cut_off(server_factory):
+    # /noread answers at once; keeping the connection means draining the
+    # body, which gets the same budget: then the connection just closes.
+    server = server_factory("--timeout", "2")
+    elapsed, raw, closed = _trickle(server.port, b"/noread")
+    assert closed and elapsed < 4
+    status, headers, _ = _status_and_envelope(raw)
+    assert status == 200
+    log = server.stop()
+    assert "Traceback" not in log
+    assert log.count("Request body timed out from ip=127.0.0.1") == 1, log
+
+
+def test_a_body_arriving_steadily_within_the_timeout_is_served(server_factory):
+    server = server_factory("--timeout", "2")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\n")
+        for byte in b"abcdef":  # 1.5 s in all, under the 2 s budget
+            time.sleep(0.25)
+            sock.sendall(bytes([byte]))
+        responses, _ = read_responses(sock, 1, timeout=5)
+    assert [r.status for r in responses] == [200]
+    assert responses[0].json()["body"] == "abcdef"
+
+
+# -- chunk extensions are bounded (CVE-2024-22019 class) ---------------------
+
+
+def _send_quietly(sock, data):
+    try:
+        sock.sendall(data)
+    except OSError:
+        pass  # the server stopped reading and closed: expected
+
+
+def test_an_endless_chunk_extension_is_refused_with_400(our_server):
+    # The abuse run's request: it used to be read in full and handed on.
+    raw = (b"POST /v1/auth/refresh HTTP/1.1\r\nHost: t\r\n"
+           b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"15;" + b"e" * (8 << 20) + b'\r\n{"refresh_token":"x"}\r\n0\r\n\r\n')
+    with socket.create_connection(("127.0.0.1", our_server.port), timeout=5) as sock:
+        started = time.monotonic()
+        sender = threading.Thread(target=_send_quietly, args=(sock, raw), daemon=True)
+        sender.start()
+        responses, closed = read_responses(sock, 1, timeout=5)
+        elapsed = time.monotonic() - started
+    assert [r.status for r in responses] == [400] and closed
+    assert responses[0].headers["connection"] == "close"
+    envelope = responses[0].json()
+    assert envelope["error"] == {"code": "bad_request", "message": "chunk size line too long"}
+    assert envelope["request_id"] == responses[0].headers["x-request-id"]
+    assert elapsed < 3
+
+
+def test_a_chunk_extension_within_the_limit_is_served(our_server):
+    raw = (b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"5;" + b"e" * 4000 + b"\r\nhello\r\n0\r\n\r\n")
+    responses, _ = exchange(our_server.port, raw)
+    assert [r.status for r in responses] == [200]
+    assert responses[0].json()["body"] == "hello"
