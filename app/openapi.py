@@ -21,9 +21,15 @@ _ERROR_TEXT = {
     403: "Not allowed for this role", 404: "Not found", 405: "Method not allowed",
     409: "Conflict", 412: "Precondition failed", 413: "Body over 64 KiB",
     415: "Body is not application/json", 422: "Validation failed",
-    429: "Rate limited (see Retry-After)", 500: "Internal error",
+    414: "Request line too long", 429: "Rate limited (see Retry-After)",
+    431: "Request headers too large", 500: "Internal error",
     503: "A dependency is unavailable (see Retry-After)",
 }
+# What the HTTP server answers for any request before it reaches a route:
+# broken framing (400), an over-long request line (414) or header (431).
+_SERVER_ERRORS = {400, 414, 431}
+# Routes that touch no dependency, so never answer 503.
+_NO_DEPENDENCY = {"/healthz", "/openapi.json", "/docs"}
 
 
 def build(routes) -> dict:
@@ -105,7 +111,9 @@ def _operation(template: str, method: str, op, types: list[type]) -> dict:
     if parameters:
         out["parameters"] = parameters
 
-    errors = set(op.errors) | {500}
+    errors = set(op.errors) | _SERVER_ERRORS | {500}
+    if template not in _NO_DEPENDENCY:
+        errors.add(503)
     if op.access != PUBLIC:
         out["security"] = [{"bearer": []}]
         errors.add(401)

@@ -49,7 +49,7 @@ def _by_contract(check: str, status: int, body: bytes) -> bool:
     # Referential and cross-field rules JSON Schema cannot state: a cursor the
     # server never issued, an id or slug that names nothing, one product twice.
     return (fields == ["$.cursor"]
-            or (fields == ["$.items"] and "unknown product" in messages)
+            or (set(fields) == {"$.items"} and "unknown product" in messages)
             or (fields == ["$.category"] and "unknown category" in messages)
             or (len(fields) == 1 and re.fullmatch(r"\$\.items\[\d+\]\.product_id", fields[0] or "")
                 and "duplicate product" in messages))
