@@ -4,7 +4,10 @@
 # psycopg2 or the application: the gevent worker monkey-patches itself after
 # the fork, and anything imported earlier would keep unpatched sockets and
 # locks. Only app.config (pure Python, no I/O) is imported here, so a bad
-# environment variable stops the master with a clear message; with statsd
+# environment variable stops the master with a clear message, and
+# app.nearcache (stdlib only): its shared-memory slot table must be created
+# in the master so that every worker forked from it, recycled or reloaded,
+# maps the same one (the near cache's same-node invalidation); with statsd
 # on, gunicorn also loads logger_class, app.metrics (socket and gunicorn
 # only, no gevent), in the master.
 #
@@ -12,6 +15,7 @@
 # README.md); the rest are fixed here with the reason beside them.
 
 from app.config import Config
+import app.nearcache  # noqa: F401,E402 - the slot table, created here so every worker shares it
 
 _config = Config.from_env()
 

@@ -139,6 +139,16 @@ class Cache:
         """The node (``host:port``) that holds ``k``; only the configuration decides."""
         return self._owner(k).name
 
+    def tag(self, k: str):
+        """What ``k`` is read under right now: its node's epoch, or None when the node
+        is skipped or bypassed (app/nearcache.py records it with an entry)."""
+        node = self._owner(k)
+        if time.monotonic() < node.open_until:
+            return None
+        if self._epochs is None:
+            return 0
+        return self._epochs.get(node.name)
+
     def get(self, k: str) -> bytes | None:
         return self._keyed("get", None, k)
 

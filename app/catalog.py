@@ -24,6 +24,14 @@ Why that is enough under any interleaving:
 * a lost generation key (evicted, or its node's epoch retired) is recreated
   from 62 random bits, never a value an earlier generation counted through,
   so no list key of an older generation can come back.
+
+An optional per-process near cache (app/nearcache.py) sits in front of
+memcached for detail bodies, list pages, categories and the generation key.
+Every write bumps the shared slots of the keys it invalidated (detail keys
+and the generation key) after the memcached invalidation and before it
+answers, so no worker of this node serves an older near entry afterwards;
+list and category entries need no slot bump of their own: their keys hold the
+generation, and the generation's near entry is what the bump fails.
 """
 
 from __future__ import annotations
@@ -69,6 +77,12 @@ class Catalog:
         self._cache = cache
         self._metrics = metrics
         self._reads = ReadThrough(cache, metrics)
+        self._near = None
+
+    def use_near_cache(self, near) -> None:
+        """Put ``near`` (an app.nearcache.NearCache, or None) in front of memcached."""
+        self._near = near
+        self._reads.near = near
 
     # -- reads ------------------------------------------------------------------
 
@@ -178,7 +192,11 @@ class Catalog:
 
     def invalidate_products(self, product_ids, *, lists: bool = True) -> None:
         lost = [] if not lists or self._next_generation() else [GENERATION_KEY]
-        self._cache.invalidate([key("product", p) for p in product_ids], lost=lost)
+        keys = [key("product", p) for p in product_ids]
+        self._cache.invalidate(keys, lost=lost)
+        if self._near is not None:
+            # After memcached (and any epoch bump): fails every worker's near entries.
+            self._near.bump(keys + [GENERATION_KEY] if lists else keys)
 
     def invalidate_lists(self) -> None:
         self.invalidate_products([])
@@ -192,9 +210,18 @@ class Catalog:
                 or bool(self._cache.add(GENERATION_KEY, _fresh_generation(), ttl=0)))
 
     def _generation(self) -> bytes | None:
+        near = self._near
+        if near is not None:
+            value = near.get(GENERATION_KEY)
+            if value is not None:
+                self._metrics.incr("cache.generation.near_hit")
+                return value
+            ticket = near.begin(GENERATION_KEY)  # before memcached is read
         value = self._cache.get(GENERATION_KEY)
         if value is None:
             value = self._new_generation()
+        if value is not None and near is not None:
+            near.put(GENERATION_KEY, value, ticket)
         return value
 
     def _new_generation(self) -> bytes | None:

@@ -59,6 +59,11 @@ class Config:
     # other workers (plus the 100 ms cache timeout); kept well under the
     # contract's 1 s.
     cache_epoch_poll: float = 0.25
+    # How long a worker keeps a catalog read in its in-process near cache
+    # (app/nearcache.py); 0 turns it off. Writes on this node fail the
+    # entries at once; other nodes can serve one this long after the
+    # memcached delete, so at most 0.5 s keeps them under the contract's 1 s.
+    near_cache_ttl: float = 0.5
 
     @classmethod
     def from_env(cls, env: os._Environ | dict | None = None) -> "Config":
@@ -77,6 +82,7 @@ class Config:
             rate_limit_per_minute=_int(env, "PEREGRINE_RATE_LIMIT_PER_MINUTE", 600, 0, 10**9),
             log_level=_choice(env, "PEREGRINE_LOG_LEVEL", "info", LOG_LEVELS),
             cache_epoch_poll=_float(env, "PEREGRINE_CACHE_EPOCH_POLL", 0.25, 0.01, 0.5),
+            near_cache_ttl=_float(env, "PEREGRINE_NEAR_CACHE_TTL", 0.5, 0.0, 0.5),
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from app import errors, logs, metrics as metrics_module, openapi
+from app import errors, logs, metrics as metrics_module, nearcache, openapi
 from app.auth import AccessControl
 from app.cache import Cache
 from app.cache_epochs import Epochs
@@ -64,6 +64,10 @@ def create_app(
         epochs=Epochs(pool, interval=config.cache_epoch_poll, metrics=metrics),
     )
     deps = Dependencies(config, pool, cache, metrics)
+    if config.near_cache_ttl > 0 and (nearcache.shared() or config.workers == 1):
+        # Shared with the sibling workers (forked from a master that imported
+        # app.nearcache, see gunicorn.conf.py), or there are none.
+        deps.catalog.use_near_cache(nearcache.NearCache(config.near_cache_ttl, tag=cache.tag))
 
     access = AccessControl(config.jwt_secret, deps.limiter, config.rate_limit_per_minute,
                            metrics, deps.accounts.current_role)

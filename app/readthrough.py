@@ -43,13 +43,36 @@ _WAIT_STEPS = (0.02, 0.05, 0.1)  # a cold-miss loser waits at most ~170 ms
 
 
 class ReadThrough:
-    def __init__(self, cache: Cache, metrics, clock=time.time):
+    def __init__(self, cache: Cache, metrics, clock=time.time, near=None):
         self._cache = cache
         self._metrics = metrics
         self._clock = clock
+        self.near = near  # an app.nearcache.NearCache in front of memcached, or None
 
     def get(self, key: str, load, ttl: int, negative_ttl: int, metric: str):
-        """Return cached bytes, or ``load()``'s bytes (or MISSING), caching them."""
+        """Return cached bytes, or ``load()``'s bytes (or MISSING), caching them.
+
+        With a near cache: a valid near entry is answered at once; otherwise
+        the slot is recorded *before* memcached or Postgres is read and the
+        value kept with it (app/nearcache.py says why that is safe). Every
+        value this method returns is one a read that began after the record
+        may answer: a memcached record (never the placeholder) or a load that
+        started after the record. "Does not exist" is never kept near.
+        """
+        near = self.near
+        if near is None:
+            return self._get(key, load, ttl, negative_ttl, metric)
+        value = near.get(key)
+        if value is not None:
+            self._metrics.incr(f"cache.{metric}.near_hit")
+            return value
+        ticket = near.begin(key)
+        value = self._get(key, load, ttl, negative_ttl, metric)
+        if value is not MISSING:
+            near.put(key, value, ticket)
+        return value
+
+    def _get(self, key: str, load, ttl: int, negative_ttl: int, metric: str):
         record, token = self._cache.gets(key)
         if record is None:
             added = self._cache.add(key, PLACEHOLDER, _FILL_TTL)
@@ -97,6 +120,8 @@ class ReadThrough:
     def forget(self, key: str) -> None:
         """Invalidate ``key`` (after a commit); a failure is handled by the cache's epochs."""
         self._cache.invalidate([key])
+        if self.near is not None:
+            self.near.bump([key])  # after memcached: see app/nearcache.py
 
     def _load(self, key: str, token, load, ttl: int, negative_ttl: int, metric: str):
         """``load()``, stored with cas against ``token`` (not stored without one)."""

@@ -1,0 +1,189 @@
+"""An in-process near cache in front of memcached, kept honest by shared memory.
+
+PERF: a cached ``GET /v1/products/{id}`` spent ~27 % of its worker's CPU on
+the memcached ``gets`` round trip (pymemcache's recv and the gevent hub
+switch). A hit here is a dict lookup and one read of shared memory: one
+worker on CPU0, wrk -c64 on CPU1, production defaults, median of 5 runs of
+10 s: 5,167 -> 12,781 req/s (a second session, off vs on: 5,322 -> 10,454;
+bench/README.md, "in-process near cache").
+
+The contract (catalog): a committed write is visible to the next read served
+by the same node, and to every other node within 1 s, whatever the
+interleaving. A "node" is one gunicorn master and the workers forked from it,
+so a per-process cache needs two things: a way for a writer to reach its
+sibling workers *before it answers*, and a bound on how long another node can
+hold an entry.
+
+**The slot table (same node).** This module creates, at import, an anonymous
+``MAP_SHARED`` mapping of ``SLOTS`` 32-bit counters. ``gunicorn.conf.py``
+imports it in the master, so every worker forked from that master (recycled
+and SIGHUP-reloaded ones too) maps the same pages. A key owns slot
+``crc32(key) % SLOTS``. A writer, after its commit *and after* the memcached
+invalidation of the key, increments the key's slot; only then does it answer.
+
+A reader records ``(slot value, epoch tag, time)`` *before* it reads
+memcached or Postgres (:meth:`NearCache.begin`) and stores its value with
+that record. A hit needs the slot still at the recorded value, the epoch tag
+unchanged and the entry younger than ``ttl``. Why no old value survives:
+
+* a write W whose invalidation finished before the reader's record: the
+  reader's read of memcached comes after that delete, and memcached never
+  holds a pre-W value after it (fills are ``cas`` against a token read
+  before the load, app/readthrough.py); a Postgres load comes after W's
+  commit. Either way the value is at least W's;
+* a write W whose invalidation finished after the record: W's increment
+  comes after it, so the slot has moved past the recorded value before W
+  answers, and no worker on this node hits the entry after that;
+* increments are *atomic* across processes (a POSIX record lock around the
+  read-modify-write). A plain read-modify-write is NOT enough, contrary to
+  the first sketch of this design: a process descheduled between its read
+  (5) and its store (6) can move a slot *backwards* after others moved it to
+  7, and one more increment (6 -> 7) then recreates the value 7 that a
+  reader recorded before that last writer's invalidation: an ABA that serves
+  the old value on this node. With the lock the slot only grows (mod 2**32),
+  so a changed slot never returns to a recorded value; wrapping would need
+  2**32 increments of one slot within ``ttl`` (each takes two syscalls under
+  a lock: impossible at <= 1e6 per second);
+* slots are 4-byte aligned in a page-aligned mapping and read/written
+  through a native ``memoryview`` (one aligned load/store; never torn).
+  Collisions of keys on a slot only cost extra misses.
+
+**Other nodes.** Their workers do not see this table, so an entry lives at
+most ``ttl`` (0.5 s by default, PEREGRINE_NEAR_CACHE_TTL) counted from the
+record, which precedes the read. A write W committed at ``c`` deletes its
+keys within the memcached timeout (0.1 s) of ``c``; a reader elsewhere that
+recorded after the delete reads the new value, and one that recorded before
+it holds its entry until at most ``c + 0.1 + ttl`` (0.6 s, under the
+contract's 1 s). When the delete is lost, W moves the memcached node to a new
+epoch (app/cache_epochs.py): the entry recorded the epoch its node was read
+under, and a hit needs that same epoch now, so every worker drops such
+entries when it adopts the new epoch (<= timeout + bump + poll interval +
+slack, what the epochs already guarantee for memcached itself), including
+entries whose read was in flight under the old epoch.
+
+**Bypassed memcached.** While a key's memcached node is skipped (breaker
+open) or bypassed (epoch unknown, or a lost invalidation not yet covered),
+the epoch tag is ``None`` and every value comes from Postgres, loaded after
+the record: still safe to keep (the first two bullets hold for it). A tag
+that changes either way (``None`` -> epoch, epoch -> ``None`` or another
+epoch) invalidates the entry: conservative, and the cost is one miss.
+
+Entries are per process, capped at ``max_entries`` (the oldest inserted is
+evicted first); the placeholder and "does not exist" are never stored.
+
+Caveat: a gunicorn USR2 binary upgrade runs two masters side by side for a
+while, each with its own table; until the old one stops, its workers behave
+like another node (entries expire within ``ttl``). Workers not forked from a
+master that imported this module would not share a table at all:
+:func:`shared` tells the factory, which then only enables the near cache for
+a single-process server.
+"""
+
+from __future__ import annotations
+
+import _thread
+import fcntl
+import mmap
+import os
+import tempfile
+import time
+import zlib
+
+SLOTS = 65536  # a power of two; 256 KiB of shared memory
+MAX_ENTRIES = 10_000
+_MASK = 0xFFFFFFFF
+
+
+class Slots:
+    """``SLOTS`` shared 32-bit counters with atomic, cross-process increments."""
+
+    def __init__(self, count: int = SLOTS):
+        if count & (count - 1):
+            raise ValueError("the slot count must be a power of two")
+        self._mask = count - 1
+        self._map = mmap.mmap(-1, count * 4)  # anonymous, MAP_SHARED: shared with forks
+        self.values = memoryview(self._map).cast("I")  # native: one aligned load/store
+        # POSIX record locks belong to a process, not to the inherited fd, so
+        # they exclude sibling workers; the thread lock covers threads in one
+        # process (no greenlet switch can happen while either is held).
+        self._lockfile = tempfile.TemporaryFile(prefix="peregrine-slots-")
+        self._thread_lock = _thread.allocate_lock()
+        self.created_by = os.getpid()
+
+    def index(self, key: str) -> int:
+        return zlib.crc32(key.encode()) & self._mask
+
+    def bump(self, indexes) -> None:
+        """Increment each slot once, atomically across processes."""
+        fd = self._lockfile.fileno()
+        with self._thread_lock:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            try:
+                values = self.values
+                for i in set(indexes):
+                    values[i] = (values[i] + 1) & _MASK
+            finally:
+                fcntl.lockf(fd, fcntl.LOCK_UN)
+
+
+TABLE = Slots()  # created at import: in the gunicorn master when gunicorn.conf.py runs
+
+
+def shared() -> bool:
+    """True when this process inherited the table from a parent (a forked worker)."""
+    return os.getpid() != TABLE.created_by
+
+
+def _no_tag(key: str):
+    return None
+
+
+class NearCache:
+    """Per-process entries ``key -> (value, slot, version, tag, expires_at)``."""
+
+    def __init__(self, ttl: float, *, slots: Slots = TABLE, tag=_no_tag,
+                 max_entries: int = MAX_ENTRIES, clock=time.monotonic):
+        self.ttl = ttl
+        self._slots = slots
+        self._values = slots.values
+        self._tag = tag  # key -> what the key's memcached node is read under now
+        self._max = max_entries
+        self._clock = clock
+        self._entries: dict[str, tuple] = {}
+
+    def get(self, key: str):
+        """The value, or None when there is no valid entry."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        value, slot, version, tag, expires_at = entry
+        if (self._values[slot] == version and self._clock() < expires_at
+                and self._tag(key) == tag):
+            return value
+        self._entries.pop(key, None)
+        return None
+
+    def begin(self, key: str) -> tuple:
+        """Record the slot, the tag and the time; call BEFORE reading memcached or Postgres."""
+        slot = self._slots.index(key)
+        return slot, self._values[slot], self._tag(key), self._clock() + self.ttl
+
+    def put(self, key: str, value: bytes, ticket: tuple) -> None:
+        """Keep ``value`` (read after :meth:`begin` gave ``ticket``)."""
+        slot, version, tag, expires_at = ticket
+        if self._values[slot] != version or self._clock() >= expires_at:
+            return  # a write moved the slot meanwhile, or the read took the whole ttl
+        entries = self._entries
+        entries.pop(key, None)
+        while len(entries) >= self._max:
+            del entries[next(iter(entries))]  # the oldest inserted
+        entries[key] = (value, slot, version, tag, expires_at)
+
+    def bump(self, keys) -> None:
+        """After the commit and the memcached invalidation: fail every worker's entries."""
+        self._slots.bump([self._slots.index(k) for k in keys])
+        for k in keys:
+            self._entries.pop(k, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,149 @@
+"""The near cache's slot versioning (pure logic, a fake clock; one test forks)."""
+
+import os
+
+import pytest
+
+from app.config import Config, ConfigError
+from app.nearcache import NearCache, Slots
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def slots():
+    return Slots(1024)
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+def fill(near, key, value):
+    ticket = near.begin(key)
+    near.put(key, value, ticket)
+
+
+def test_an_entry_is_served_until_its_ttl_counted_from_the_record(slots, clock):
+    near = NearCache(0.5, slots=slots, clock=clock)
+    ticket = near.begin("k")
+    clock.now += 0.3  # the read took 0.3 s
+    near.put("k", b"v", ticket)
+    assert near.get("k") == b"v"
+    clock.now += 0.19
+    assert near.get("k") == b"v"
+    clock.now += 0.02  # 0.51 s after the record, not after the put
+    assert near.get("k") is None
+    assert len(near) == 0
+
+
+def test_a_read_that_took_the_whole_ttl_is_not_kept(slots, clock):
+    near = NearCache(0.5, slots=slots, clock=clock)
+    ticket = near.begin("k")
+    clock.now += 0.5
+    near.put("k", b"v", ticket)
+    assert len(near) == 0
+
+
+def test_a_bump_in_another_worker_fails_the_entry_at_once(slots, clock):
+    reader, writer = (NearCache(0.5, slots=slots, clock=clock) for _ in range(2))
+    fill(reader, "k", b"old")
+    fill(reader, "other", b"x")
+    writer.bump(["k"])
+    assert reader.get("k") is None
+    assert reader.get("other") == b"x"  # another slot (1024 slots: no collision here)
+    fill(reader, "k", b"new")
+    assert reader.get("k") == b"new"
+
+
+def test_a_value_read_before_a_bump_is_never_served(slots, clock):
+    reader, writer = (NearCache(0.5, slots=slots, clock=clock) for _ in range(2))
+    ticket = reader.begin("k")  # recorded, then the (old) value is read...
+    writer.bump(["k"])  # ...the writer invalidates and bumps...
+    reader.put("k", b"old", ticket)  # ...and the reader stores late
+    assert reader.get("k") is None
+    # Even if the put had raced past its own check, the hit check fails it:
+    reader._entries["k"] = (b"old", ticket[0], ticket[1], ticket[2], ticket[3])
+    assert reader.get("k") is None
+
+
+def test_a_changed_epoch_tag_fails_the_entry(slots, clock):
+    tags = {"k": 7}
+    near = NearCache(0.5, slots=slots, clock=clock, tag=tags.get)
+    fill(near, "k", b"v")
+    assert near.get("k") == b"v"
+    tags["k"] = None  # breaker open / bypassed
+    assert near.get("k") is None
+    fill(near, "k", b"from postgres")  # loaded after the record: kept under None
+    assert near.get("k") == b"from postgres"
+    tags["k"] = 8  # the node is back under a new epoch
+    assert near.get("k") is None
+
+
+def test_an_in_flight_read_under_the_old_epoch_is_not_served_after_the_change(slots, clock):
+    tags = {"k": 7}
+    near = NearCache(0.5, slots=slots, clock=clock, tag=tags.get)
+    ticket = near.begin("k")
+    tags["k"] = 8  # adopted while the read was in flight
+    near.put("k", b"old epoch", ticket)
+    assert near.get("k") is None
+
+
+def test_entries_are_capped_oldest_first(slots, clock):
+    near = NearCache(0.5, slots=slots, clock=clock, max_entries=3)
+    for name in "abcd":
+        fill(near, name, name.encode())
+    assert len(near) == 3
+    assert near.get("a") is None
+    assert [near.get(n) for n in "bcd"] == [b"b", b"c", b"d"]
+
+
+def test_slots_wrap_at_32_bits(slots, clock):
+    near = NearCache(0.5, slots=slots, clock=clock)
+    index = slots.index("k")
+    slots.values[index] = 0xFFFFFFFF
+    fill(near, "k", b"v")
+    near.bump(["k"])
+    assert slots.values[index] == 0
+    assert near.get("k") is None
+
+
+def test_forked_workers_share_the_table_and_increments_are_atomic(slots):
+    """Four processes bump one slot concurrently: no increment may be lost.
+
+    A lost increment can move a slot backwards and then back onto a value a
+    reader recorded (ABA), so the read-modify-write must be atomic.
+    """
+    index, per_child, children = slots.index("hot"), 20_000, []
+    for _ in range(4):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                for _ in range(per_child):
+                    slots.bump([index])
+            finally:
+                os._exit(0)
+        children.append(pid)
+    for pid in children:
+        assert os.waitpid(pid, 0)[1] == 0
+    assert slots.values[index] == 4 * per_child
+
+
+BASE = {"PEREGRINE_DATABASE_URL": "postgresql://p@127.0.0.1:5432/p",
+        "PEREGRINE_MEMCACHED_SERVERS": "127.0.0.1:11211", "PEREGRINE_JWT_SECRET": "s" * 32}
+
+
+def test_the_ttl_variable_is_validated():
+    assert Config.from_env(BASE).near_cache_ttl == 0.5
+    assert Config.from_env({**BASE, "PEREGRINE_NEAR_CACHE_TTL": "0"}).near_cache_ttl == 0
+    assert Config.from_env({**BASE, "PEREGRINE_NEAR_CACHE_TTL": "0.2"}).near_cache_ttl == 0.2
+    for bad in ("0.8", "-1", "soon"):
+        with pytest.raises(ConfigError, match="PEREGRINE_NEAR_CACHE_TTL"):
+            Config.from_env({**BASE, "PEREGRINE_NEAR_CACHE_TTL": bad})
