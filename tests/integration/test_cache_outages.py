@@ -24,25 +24,9 @@ from app.services import MemcachedServer, free_port
 from tests.support.api import new_user
 from tests.support.catalog import create_product
 from tests.support.http import request
+from tests.support.metrics import CountingMetrics
 
 VISIBLE_WITHIN = 1.0  # the contract's bound for other nodes
-
-
-class Counting:
-    def __init__(self):
-        self.counts = {}
-
-    def incr(self, name, count=1):
-        self.counts[name] = self.counts.get(name, 0) + count
-
-    def timing(self, name, ms):
-        pass
-
-    def gauge(self, name, value):
-        pass
-
-    def __getitem__(self, name):
-        return self.counts.get(name, 0)
 
 
 @contextlib.contextmanager
@@ -104,7 +88,7 @@ def instances(config, db):
         node_config = replace(config, rate_limit_per_minute=0,
                               memcached_servers=tuple(("127.0.0.1", s.port) for s in servers))
         for _ in range(count):
-            metrics = Counting()
+            metrics = CountingMetrics()
             app = create_app(node_config, metrics=metrics, configure_logging=False)
             apps.append(app)
         return [(falcon.testing.TestClient(a), a) for a in apps[-count:]]

@@ -8,6 +8,7 @@ import pytest
 from app.factory import create_app
 from tests.support.api import new_user
 from tests.support.catalog import create_category, create_product
+from tests.support.metrics import CountingMetrics
 
 
 @pytest.fixture
@@ -191,20 +192,7 @@ def test_bad_list_queries_are_422(client, query):
 def test_missing_ids_hit_postgres_once_per_negative_ttl(config, db, cache_flushed):
     import uuid
 
-    class Counting:
-        def __init__(self):
-            self.counts = {}
-
-        def incr(self, name, count=1):
-            self.counts[name] = self.counts.get(name, 0) + count
-
-        def timing(self, name, ms):
-            pass
-
-        def gauge(self, name, value):
-            pass
-
-    metrics = Counting()
+    metrics = CountingMetrics()
     app = create_app(replace(config, rate_limit_per_minute=0), metrics=metrics,
                      configure_logging=False)
     client = falcon.testing.TestClient(app)

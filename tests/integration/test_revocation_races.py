@@ -17,7 +17,7 @@ import psycopg2
 from app import tokens
 from tests.support.api import PASSWORD, unique_email
 from tests.support.http import request
-from tests.support.waiting import wait_until
+from tests.support.waiting import lock_waiters, wait_until
 
 _ips = iter(f"198.51.100.{n}" for n in range(1, 250))
 
@@ -38,17 +38,6 @@ def _account(url: str) -> tuple[str, dict]:
 
 def _refresh(url: str, refresh_token: str):
     return request(url + "/v1/auth/refresh", "POST", {"refresh_token": refresh_token})
-
-
-def _lock_waiters(dsn: str) -> int:
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                        " AND datname = current_database()")
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
 
 
 class _Call(threading.Thread):
@@ -72,10 +61,10 @@ def _with_refresh_in_flight(dsn: str, url: str, refresh_token: str, revoke) -> t
             assert cur.fetchone() == (1,)
         refreshing = _Call(_refresh, url, refresh_token)
         refreshing.start()
-        wait_until(lambda: _lock_waiters(dsn) >= 1)
+        wait_until(lambda: lock_waiters(dsn) >= 1)
         revoking = _Call(revoke)
         revoking.start()
-        wait_until(lambda: _lock_waiters(dsn) >= 2)
+        wait_until(lambda: lock_waiters(dsn) >= 2)
     finally:
         holder.rollback()
         holder.close()

@@ -6,9 +6,9 @@ import threading
 
 import psycopg2
 
-from tests.support.api import login, new_user
+from tests.support.api import new_user
 from tests.support.http import request
-from tests.support.waiting import wait_until
+from tests.support.waiting import lock_waiters, wait_until
 
 
 def _role(db, user_id):
@@ -68,17 +68,6 @@ def test_a_promotion_reaches_the_token_at_the_next_refresh(client, db):
     assert client.simulate_get("/v1/users", headers=headers).status_code == 200
 
 
-def _admin_lock_waiters(dsn):
-    conn = psycopg2.connect(dsn)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                        " AND datname = current_database()")
-            return cur.fetchone()[0]
-    finally:
-        conn.close()
-
-
 def test_two_admins_demoting_each_other_at_once_leave_one_admin(live_server, postgres, db):
     """Both requests pass the role check, then meet at the admin rows' locks."""
     url = live_server.url
@@ -97,7 +86,7 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(live_server, pos
                    threading.Thread(target=demote, args=(bob, ann))]
         for thread in threads:
             thread.start()
-        wait_until(lambda: _admin_lock_waiters(postgres.dsn()) >= 2)
+        wait_until(lambda: lock_waiters(postgres.dsn()) >= 2)
     finally:
         holder.rollback()
         holder.close()
