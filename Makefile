@@ -18,7 +18,7 @@ help: ## List the targets.
 system-deps: ## Install the Debian/Ubuntu packages Peregrine needs (only what is missing).
 	@bash scripts/system-deps.sh
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt setup.py
+$(VENV)/.installed: requirements.txt requirements-dev.txt setup.py pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -r requirements-dev.txt
@@ -43,7 +43,14 @@ services-down: venv ## Stop the private Postgres and memcached.
 run: system-deps build ## Start Postgres + memcached, migrate, seed a demo catalog and serve on :8000.
 	@bash scripts/run.sh
 
-test: system-deps build ## Run the whole suite, compiled and then with the extensions disabled.
+# Only the suite needs these: the browser test of /docs drives Debian's Chromium
+# through its chromedriver, so `make run` does not install a browser.
+TEST_SYSTEM_DEPS := chromium=chromium chromedriver=chromium-driver
+.PHONY: test-system-deps
+test-system-deps:
+	@bash scripts/system-deps.sh $(TEST_SYSTEM_DEPS)
+
+test: test-system-deps build bench-venv ## Run the whole suite: lint, unit stage, then compiled and pure-Python.
 	@bash scripts/test.sh
 
 test-compiled: build ## Run the suite once, with the compiled extensions.
@@ -51,6 +58,15 @@ test-compiled: build ## Run the suite once, with the compiled extensions.
 
 test-pure: venv ## Run the suite once, with the extensions disabled.
 	PEREGRINE_NO_EXTENSIONS=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: venv ## ruff on app/ hotpath/ tests/ bench/ and mypy on app/ hotpath/ (config in pyproject.toml): seconds.
+	$(VENV)/bin/ruff check app hotpath tests bench
+	$(PY) -m mypy
+
+.PHONY: test-unit
+test-unit: venv ## Run only the unit stage (tests/unit): no Postgres or memcached, seconds.
+	$(PY) -m pytest tests/unit -m unit -q -p no:hypothesispytest -p no:anyio $(PYTEST_ARGS)
 
 bench-micro: build ## Micro-benchmarks of the hot path (prints µs per call).
 	$(PY) bench/micro/bench_jwt.py
@@ -71,6 +87,10 @@ $(ABUSE_VENV)/.installed: tests/abuse/requirements.txt
 abuse: build $(ABUSE_VENV)/.installed ## Under abuse: schemathesis, JWT forgeries, HTTP smuggling/slowloris, business rules: <5 min.
 	$(PY) -m tests.abuse $(ABUSE_ARGS)
 
+.PHONY: dr-test
+dr-test: ## Restore drill: pgBackRest backup, PITR to a named restore point, verify (~10 s, root).
+	@bash scripts/dr-test.sh
+
 deploy-test: ## Run the Ansible playbooks against a debootstrap Debian root (see deploy/ansible/README.md).
 	@bash deploy/ansible/tests/chroot-test.sh
 
@@ -86,12 +106,29 @@ BENCH_VENV           := bench/.venv
 PEREGRINE_BENCH_HOST ?= http://127.0.0.1:8000
 BENCH_HTTP_ARGS      ?= --duration 10 --rounds 2
 LOCUST_ARGS          ?=
+# The suite (bench/locustfiles/<suite>.py: browse, shopper, admin, mixed) and an
+# optional load shape (bench/locustfiles/shapes/<shape>.py: step, spike, soak).
+SUITE                ?= browse
+SHAPE                ?=
+WORKERS              ?= 2
+BENCH_MASTER_PORT    ?= 5557
+comma                := ,
+bench_locustfiles     = locustfiles/$(SUITE).py$(if $(SHAPE),$(comma)locustfiles/shapes/$(SHAPE).py)
+bench_results         = results/$(SUITE)$(if $(SHAPE),_$(SHAPE))
 
-.PHONY: bench-http bench-load
+.PHONY: bench-http bench-venv bench-load bench-ui bench-distributed
 
 bench-http: build ## Worker classes side by side on the real app: wrk, pinned cores, ~5 min.
 	@bash scripts/system-deps.sh wrk=wrk taskset=util-linux
 	$(PY) bench/app_workers.py $(BENCH_HTTP_ARGS)
+
+# Peregrine vs the FastAPI and Granian peers; each peer's venv (bench/peers/*/.venv)
+# is created from its pinned requirements on first use.
+BENCH_ARGS ?=
+
+bench: build ## Peregrine vs the FastAPI and Granian peers, one worker on one core: ~5 min.
+	@bash scripts/system-deps.sh wrk=wrk taskset=util-linux
+	$(PY) -m bench.compare $(BENCH_ARGS)
 
 # locust lives in its own venv: it must not change the app's pinned packages.
 $(BENCH_VENV)/.installed: bench/requirements.txt
@@ -99,7 +136,29 @@ $(BENCH_VENV)/.installed: bench/requirements.txt
 	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements.txt
 	@touch $@
 
-bench-load: $(BENCH_VENV)/.installed ## Locust read_mostly, headless, 30 s, against PEREGRINE_BENCH_HOST (default: make run).
+bench-venv: $(BENCH_VENV)/.installed ## Create bench/.venv with locust (the load generator's own venv).
+
+bench-load: $(BENCH_VENV)/.installed ## Locust SUITE (browse) [SHAPE], headless, against PEREGRINE_BENCH_HOST (default: make run): CSV, HTML, JSON verdict.
 	@mkdir -p bench/results
-	cd bench && .venv/bin/locust -f locustfiles/read_mostly.py --host $(PEREGRINE_BENCH_HOST) \
-		--csv results/read_mostly --html results/read_mostly.html $(LOCUST_ARGS)
+	cd bench && .venv/bin/locust -f $(bench_locustfiles) --host $(PEREGRINE_BENCH_HOST) --headless \
+		--csv $(bench_results) --html $(bench_results).html $(LOCUST_ARGS)
+
+bench-ui: $(BENCH_VENV)/.installed ## Locust web UI on :8089 for SUITE [SHAPE]; Ctrl-C quits and writes the HTML report.
+	@mkdir -p bench/results
+	cd bench && .venv/bin/locust -f $(bench_locustfiles) --host $(PEREGRINE_BENCH_HOST) \
+		--csv $(bench_results) --html $(bench_results).html $(LOCUST_ARGS)
+
+# Master and WORKERS workers on this machine. The workers are started the way
+# the Ansible locust role runs them: `-f -` (the master sends the locustfiles)
+# with bench/ on PYTHONPATH for the shared common/ package, and outside bench/
+# so that they do not read locust.conf (its csv and html are the master's).
+bench-distributed: $(BENCH_VENV)/.installed ## Locust SUITE [SHAPE], headless, master + WORKERS local workers.
+	@mkdir -p bench/results
+	@cd bench && pids=(); trap 'kill $${pids[@]} 2>/dev/null; wait' EXIT; \
+	for _ in $$(seq $(WORKERS)); do \
+		env -C / PYTHONPATH=$$PWD $$PWD/.venv/bin/locust -f - --worker \
+			--master-port $(BENCH_MASTER_PORT) & pids+=($$!); \
+	done; \
+	.venv/bin/locust -f $(bench_locustfiles) --host $(PEREGRINE_BENCH_HOST) --headless --master \
+		--master-bind-port $(BENCH_MASTER_PORT) --expect-workers $(WORKERS) --expect-workers-max-wait 60 \
+		--csv $(bench_results) --html $(bench_results).html $(LOCUST_ARGS)

@@ -1,4 +1,7 @@
-"""Build Peregrine, compiling every ``hotpath/*.pyx`` when it can.
+"""Build Peregrine's compiled twins: every ``hotpath/*.pyx`` when it can.
+
+The project's metadata, dependencies and console script are declared in
+pyproject.toml; this file only adds the extension modules, which need logic.
 
 The compiled modules are optional: each has a pure-Python twin with the same
 behaviour, so a machine without Cython or a C compiler still gets a working
@@ -10,9 +13,7 @@ import os
 import platform
 import sys
 
-from setuptools import Extension, find_packages, setup
-
-HERE = os.path.dirname(os.path.abspath(__file__))
+from setuptools import Extension, setup
 
 # Extra compile/link options for a compiled module, keyed by module name.
 EXTENSION_OPTIONS = {
@@ -31,6 +32,13 @@ def _wants_extensions():
     return True
 
 
+def _optimization():
+    # PEREGRINE_QUICK_BUILD=1: -O0, half the compile time, for checks that
+    # only need the compiled modules to exist (tests/integration/test_wheel.py);
+    # never for a build that serves.
+    return "-O0" if os.environ.get("PEREGRINE_QUICK_BUILD", "") not in ("", "0") else "-O3"
+
+
 def extensions():
     if not _wants_extensions():
         return []
@@ -43,7 +51,7 @@ def extensions():
     for path in sorted(glob.glob(os.path.join("hotpath", "*.pyx"))):
         name = os.path.splitext(os.path.basename(path))[0]
         options = dict(EXTENSION_OPTIONS.get(name, {}))
-        options.setdefault("extra_compile_args", ["-O3"])
+        options.setdefault("extra_compile_args", [_optimization()])
         # NOTE: optional=True lets the build go on (pure Python) when one
         # module fails to compile; the facade then loads the twin.
         modules.append(Extension(f"hotpath.{name}", [path], optional=True, **options))
@@ -60,24 +68,4 @@ def extensions():
     )
 
 
-def requirements():
-    with open(os.path.join(HERE, "requirements.txt")) as f:
-        return [
-            line.split("#", 1)[0].strip()
-            for line in f
-            if line.split("#", 1)[0].strip()
-        ]
-
-
-setup(
-    name="peregrine",
-    version="0.1.0",
-    description="A lean, high-throughput JSON API: users, auth, catalog, orders.",
-    python_requires=">=3.10",
-    packages=find_packages(include=["app", "app.*", "hotpath", "hotpath.*"]),
-    package_data={"app": ["migrations/*.sql", "static/*"]},
-    install_requires=requirements(),
-    ext_modules=extensions(),
-    entry_points={"console_scripts": ["peregrine = app.cli:main"]},
-    zip_safe=False,
-)
+setup(ext_modules=extensions())

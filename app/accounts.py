@@ -9,14 +9,28 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from typing import NoReturn
 
-from app import tokens
-from app.errors import AccountGone, Conflict, Forbidden, NotFound, Unauthorized
+from app import mfa, tokens
+from app.errors import (
+    AccountGone,
+    Conflict,
+    Forbidden,
+    MfaRequired,
+    NotFound,
+    Unauthorized,
+)
 from app.ids import is_uuid
 from app.pagination import UUIDText, decode_cursor, page
-from app.queries import audit, users, tokens as token_queries
-from app.schemas.auth import (
-    LoginIn, RegisterIn, TokenPairOut, UpdateMeIn, UpdateUserIn, UserOut, UserPage,
+from app.queries import audit_log, refresh_tokens, users
+from app.schemas.accounts import (
+    LoginIn,
+    RegisterIn,
+    TokenPairOut,
+    UpdateMeIn,
+    UpdateUserIn,
+    UserOut,
+    UserPage,
 )
 
 log = logging.getLogger(__name__)
@@ -39,7 +53,7 @@ class Accounts:
         try:
             with self._pool.transaction() as conn, conn.cursor() as cur:
                 user = users.insert(cur, body.email, body.name, password_hash)
-                audit.record(cur, "user.register", actor_id=user.id, subject_id=user.id)
+                audit_log.record(cur, "user.register", actor_id=user.id, subject_id=user.id)
         except users.EmailTaken:
             raise Conflict("an account with this email already exists") from None
         return user
@@ -52,18 +66,27 @@ class Accounts:
         if not self._passwords.verify(password_hash, body.password):
             self._metrics.incr("auth.login.fail")
             with self._pool.connection() as conn, conn.cursor() as cur:
-                audit.record(cur, "auth.login_failed", subject_id=user_id, ip=ip,
+                audit_log.record(cur, "auth.login_failed", subject_id=user_id, ip=ip,
                              details={"known_user": user_id is not None})
             raise Unauthorized(_BAD_CREDENTIALS)
+        # verify() fails on the dummy hash: the user was found.
+        assert user_id is not None and password_hash is not None and role is not None
         refresh, refresh_hash = tokens.new_refresh_token()
         try:
             with self._pool.transaction() as conn, conn.cursor() as cur:
-                token_queries.create_family(cur, user_id, password_hash, refresh_hash,
-                                            tokens.REFRESH_LIFETIME)
-                audit.record(cur, "auth.login", actor_id=user_id, subject_id=user_id, ip=ip)
-        except token_queries.CredentialsChanged:
+                # An account with two-factor sign-in gets a challenge, not a session.
+                mfa_token = mfa.challenge_if_enrolled(cur, user_id, password_hash)
+                if mfa_token is None:
+                    refresh_tokens.create_family(cur, user_id, password_hash, refresh_hash,
+                                                 tokens.REFRESH_LIFETIME)
+                audit_log.record(cur, "auth.login" if mfa_token is None else "auth.mfa_challenged",
+                                 actor_id=user_id, subject_id=user_id, ip=ip)
+        except refresh_tokens.CredentialsChanged:
             # The password changed while this login was verifying the old one.
             raise Unauthorized(_BAD_CREDENTIALS) from None
+        if mfa_token is not None:
+            self._metrics.incr("auth.login.mfa_required")
+            raise MfaRequired(mfa_token, int(mfa.CHALLENGE_LIFETIME.total_seconds()))
         self._metrics.incr("auth.login.ok")
         return self._pair(user_id, role, refresh)
 
@@ -71,20 +94,20 @@ class Accounts:
         presented_hash = tokens.hash_refresh_token(presented)
         refresh, refresh_hash = tokens.new_refresh_token()
         with self._pool.transaction() as conn, conn.cursor() as cur:
-            rotated = token_queries.rotate(cur, presented_hash, refresh_hash)
+            rotated = refresh_tokens.rotate(cur, presented_hash, refresh_hash)
         if rotated is not None:
             user_id, role = rotated
             return self._pair(user_id, role, refresh)
         self._reject_refresh(presented_hash, ip)
 
-    def _reject_refresh(self, presented_hash: bytes, ip: str | None) -> "NoReturn":  # noqa: F821
+    def _reject_refresh(self, presented_hash: bytes, ip: str | None) -> NoReturn:
         """A refresh that failed; a spent token means theft: revoke its family."""
         with self._pool.transaction() as conn, conn.cursor() as cur:
-            known = token_queries.find(cur, presented_hash)
+            known = refresh_tokens.find(cur, presented_hash)
             if known is not None and known[2]:  # spent before: a replay
                 family_id, user_id, _ = known
-                revoked = token_queries.revoke_family(cur, family_id)
-                audit.record(cur, "auth.refresh_reuse", subject_id=user_id, ip=ip,
+                revoked = refresh_tokens.revoke_family(cur, family_id)
+                audit_log.record(cur, "auth.refresh_reuse", subject_id=user_id, ip=ip,
                              details={"family_id": family_id, "revoked": revoked})
                 self._metrics.incr("auth.refresh.reuse_detected")
                 log.warning("refresh token reuse: family revoked",
@@ -93,12 +116,16 @@ class Accounts:
 
     def logout(self, presented: str) -> None:
         with self._pool.transaction() as conn, conn.cursor() as cur:
-            live = token_queries.find_live(cur, tokens.hash_refresh_token(presented))
+            live = refresh_tokens.find_live(cur, tokens.hash_refresh_token(presented))
             if live is None:
                 raise Unauthorized(_BAD_REFRESH)
             family_id, user_id = live
-            token_queries.revoke_family(cur, family_id)
-            audit.record(cur, "auth.logout", actor_id=user_id, subject_id=user_id)
+            refresh_tokens.revoke_family(cur, family_id)
+            audit_log.record(cur, "auth.logout", actor_id=user_id, subject_id=user_id)
+
+    def token_pair(self, user_id: str, role: str, refresh: str) -> TokenPairOut:
+        """The pair for a session stored elsewhere (the second step of an MFA login)."""
+        return self._pair(user_id, role, refresh)
 
     def _pair(self, user_id: str, role: str, refresh: str) -> TokenPairOut:
         return TokenPairOut(
@@ -133,8 +160,8 @@ class Accounts:
             user = users.update(cur, principal.id, name=body.name, password_hash=new_hash)
             if new_hash is not None:
                 # A new password ends every session: all refresh families die.
-                token_queries.revoke_user(cur, principal.id)
-                audit.record(cur, "user.password_changed", actor_id=principal.id,
+                refresh_tokens.revoke_user(cur, principal.id)
+                audit_log.record(cur, "user.password_changed", actor_id=principal.id,
                              subject_id=principal.id)
         if user is None:
             raise AccountGone()
@@ -157,8 +184,9 @@ class Accounts:
             if old_role is None:
                 raise NotFound("no such user")
             user = users.update(cur, user_id, name=body.name, role=body.role)
+            assert user is not None  # its row is locked by role_of above
             if body.role is not None and body.role != old_role:
-                audit.record(cur, "user.role_changed", actor_id=principal.id,
+                audit_log.record(cur, "user.role_changed", actor_id=principal.id,
                              subject_id=user_id, details={"from": old_role, "to": body.role})
         return user
 

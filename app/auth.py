@@ -2,7 +2,8 @@
 
 :class:`AccessControl` runs after routing, reads the responder's
 :class:`~app.operations.Operation`, verifies the bearer token when the route
-is not public, checks the role, and applies the general rate limit. A route
+is not public, checks the role, and applies the general rate limit and the
+route's own per-address limit, if it declares one. A route
 without a declaration cannot even be mounted (see the factory).
 """
 
@@ -66,11 +67,15 @@ class AccessControl:
         self._limiter = limiter
         self._metrics = metrics
         self._general = Limit("general", general_limit_per_minute, 60, fail_closed=False)
+        self._general_limit = str(general_limit_per_minute)
 
     def process_resource(self, req, resp, resource, params):
         op = operation_of(resource, req.method) if resource is not None else None
         if op is None:
-            return  # falcon answers 404/405 itself
+            # falcon answers 404/405 itself, and OPTIONS with its default
+            # responder (Allow, no body, nothing read or written): a CORS
+            # preflight carries no credentials and must not need any.
+            return
         if op.access != PUBLIC:
             try:
                 principal = tokens.authenticate(self._secret, bearer_token(req))
@@ -85,7 +90,14 @@ class AccessControl:
         if op.rate_limited and self._general.limit > 0:
             user = req.context.user
             identity = f"user:{user.id}" if user else f"ip:{client_ip(req)}"
-            self._limiter.hit(self._general, identity)
+            quota = self._limiter.hit(self._general, identity)
+            if quota is not None:
+                # Set now, so the answer carries them whatever the route does.
+                resp.set_header("RateLimit-Limit", self._general_limit)
+                resp.set_header("RateLimit-Remaining", str(quota.remaining))
+                resp.set_header("RateLimit-Reset", str(quota.reset))
+        if op.address_limit is not None:
+            self._limiter.hit(op.address_limit, client_ip(req) or "unknown")
 
     def _with_current_role(self, principal: tokens.Principal) -> tokens.Principal:
         role = self._current_role(principal.id)

@@ -44,6 +44,8 @@ import zlib
 from pymemcache.client.base import PooledClient
 from pymemcache.client.rendezvous import RendezvousHash
 
+from app.metrics import NULL_METRICS, Metrics
+
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "peregrine:v1"
@@ -101,7 +103,7 @@ class Cache:
         max_pool_size: int = 512,
         breaker_threshold: int = 5,
         breaker_reset: float = 5.0,
-        metrics=None,
+        metrics: Metrics = NULL_METRICS,
         epochs=None,
     ):
         self.servers = list(servers)
@@ -201,7 +203,7 @@ class Cache:
                                             noreply=False) is _FAILED:
                 missed.add(node)
         if missed:
-            self._count("cache.invalidation_lost")
+            self.metrics.incr("cache.invalidation_lost")
             if self._epochs is not None:
                 self._epochs.lost([node.name for node in missed])
 
@@ -238,13 +240,13 @@ class Cache:
         """``k``'s node and the key stored there; None when the node is not to be used."""
         node = self._owner(k)
         if time.monotonic() < node.open_until:
-            self._count("cache.skipped")
+            self.metrics.incr("cache.skipped")
             return node, None
         if self._epochs is None:
             return node, k
         epoch = self._epochs.get(node.name)
         if epoch is None:  # not known yet, or a lost invalidation is not yet covered
-            self._count("cache.bypassed")
+            self.metrics.incr("cache.bypassed")
             return node, None
         return node, f"e{epoch}:{k}"
 
@@ -266,15 +268,11 @@ class Cache:
 
     def _record_failure(self, node: _Node, method: str, ex: Exception) -> None:
         node.failures += 1
-        self._count("cache.error")
+        self.metrics.incr("cache.error")
         if node.failures >= self.breaker_threshold:
             node.open_until = time.monotonic() + self.breaker_reset
-            self._count("cache.breaker_open")
+            self.metrics.incr("cache.breaker_open")
             log.warning(
                 "memcached %s failing (%s: %s); skipping it for %.0fs",
                 node.name, method, type(ex).__name__, self.breaker_reset,
             )
-
-    def _count(self, name: str) -> None:
-        if self.metrics is not None:
-            self.metrics.incr(name)

@@ -48,6 +48,7 @@ import time
 import gevent
 import gevent.lock
 
+from app.metrics import NULL_METRICS, Metrics
 from app.queries import cache_epochs as q
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,8 @@ _POLL_SLACK = 0.1  # a poll's own duration and scheduling delay, on top of the i
 
 
 class Epochs:
-    def __init__(self, pool, *, interval: float = 0.25, metrics=None):
+    def __init__(self, pool, *, interval: float = 0.25,
+                 metrics: Metrics = NULL_METRICS):
         self._pool = pool
         self._interval = interval
         self._metrics = metrics
@@ -67,7 +69,7 @@ class Epochs:
         self._covered: dict[str, int] = {}  # ...of which a committed bump covers
         self._usable: dict[str, int] = {}  # what get() answers: known, nothing uncovered
         self._lock = gevent.lock.Semaphore()
-        self._poller = None
+        self._poller: gevent.Greenlet | None = None
         self._retrying: dict[str, gevent.Greenlet] = {}
         self._poll_failing = False
         self._last_bump = 0.0  # monotonic time the latest bump committed
@@ -119,7 +121,7 @@ class Epochs:
                     q.create_missing(cur, missing)
                     found = q.current(cur, self._nodes)
         except Exception as ex:  # noqa: BLE001 - keep the last known epochs
-            self._count("cache.epochs.poll_error")
+            self._metrics.incr("cache.epochs.poll_error")
             if not self._poll_failing:
                 log.warning("cannot read the cache epochs (%s); keeping the last known ones",
                             type(ex).__name__)
@@ -153,11 +155,11 @@ class Epochs:
                 with self._pool.connection() as conn, conn.cursor() as cur:
                     epoch = q.bump(cur, node)
             except Exception as ex:  # noqa: BLE001 - bypass the node and retry
-                self._count("cache.epochs.bump_error")
+                self._metrics.incr("cache.epochs.bump_error")
                 log.warning("cannot bump the cache epoch of %s (%s): bypassing the node in "
                             "this process and retrying", node, type(ex).__name__)
                 return False
-            self._count("cache.epochs.bump")
+            self._metrics.incr("cache.epochs.bump")
             self._last_bump = time.monotonic()
             self._covered[node] = max(self._covered[node], covers)
             self._adopt(node, epoch)
@@ -183,7 +185,3 @@ class Epochs:
             self._usable[node] = self._known[node]
         else:
             self._usable.pop(node, None)
-
-    def _count(self, name: str) -> None:
-        if self._metrics is not None:
-            self._metrics.incr(name)

@@ -49,10 +49,19 @@ from app.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from app.ids import is_uuid
 from app.media import encoder
 from app.pagination import UUIDText, decode_cursor, page
-from app.queries import catalog as q
+from app.queries import categories as category_queries
+from app.queries import events as outbox
+from app.queries import products as product_queries
 from app.readthrough import MISSING, ReadThrough
+from app.replicas import Replicas
 from app.schemas.catalog import (
-    CategoryIn, CategoryList, CategoryOut, ProductIn, ProductOut, ProductPage, ProductPatch,
+    CategoryIn,
+    CategoryList,
+    CategoryOut,
+    ProductIn,
+    ProductOut,
+    ProductPage,
+    ProductPatch,
     ProductQuery,
 )
 
@@ -78,6 +87,14 @@ class Catalog:
         self._metrics = metrics
         self._reads = ReadThrough(cache, metrics)
         self._near = None
+        # Where cache misses, lists and search are read: the primary until
+        # replicas are attached (app/replicas.py says when they may answer).
+        self.replicas = Replicas(pool, cache, metrics=metrics)
+
+    def use_replicas(self, replicas: Replicas) -> None:
+        """Let catalog reads go to ``replicas`` when they have replayed every catalog write."""
+        self.replicas.close()
+        self.replicas = replicas
 
     def use_near_cache(self, near) -> None:
         """Put ``near`` (an app.nearcache.NearCache, or None) in front of memcached."""
@@ -91,8 +108,7 @@ class Catalog:
             raise NotFound("no such product")
 
         def load():
-            with self._pool.connection() as conn, conn.cursor() as cur:
-                product = q.product(cur, product_id)
+            product = self.replicas.read(lambda cur: product_queries.product(cur, product_id))
             return MISSING if product is None else encoder.encode(product)
 
         body = self._reads.get(key("product", product_id), load, DETAIL_TTL, NEGATIVE_TTL,
@@ -105,12 +121,14 @@ class Catalog:
         sort_field = query.sort.lstrip("-")
         after = decode_cursor(query.cursor, _CURSOR_TYPES[sort_field]) if query.cursor else None
 
+        def search(cur):
+            return product_queries.search(cur, category=query.category, q=query.q,
+                                          min_price=query.min_price, max_price=query.max_price,
+                                          in_stock=query.in_stock, sort=query.sort, after=after,
+                                          limit=query.limit)
+
         def load():
-            with self._pool.connection() as conn, conn.cursor() as cur:
-                rows = q.search(cur, category=query.category, q=query.q,
-                                min_price=query.min_price, max_price=query.max_price,
-                                in_stock=query.in_stock, sort=query.sort, after=after,
-                                limit=query.limit)
+            rows = self.replicas.read(search)
             items, cursor = page(rows, query.limit, lambda p: (_sort_value(p, sort_field), p.id))
             return encoder.encode(ProductPage(items=items, next_cursor=cursor))
 
@@ -122,8 +140,8 @@ class Catalog:
 
     def categories_body(self) -> bytes:
         def load():
-            with self._pool.connection() as conn, conn.cursor() as cur:
-                return encoder.encode(CategoryList(items=q.categories(cur)))
+            categories = self.replicas.read(category_queries.categories)
+            return encoder.encode(CategoryList(items=categories))
 
         generation = self._generation()
         if generation is None:
@@ -136,8 +154,8 @@ class Catalog:
     def create_category(self, body: CategoryIn) -> CategoryOut:
         try:
             with self._pool.transaction() as conn, conn.cursor() as cur:
-                category = q.insert_category(cur, body.name, body.slug)
-        except q.DuplicateSlug:
+                category = category_queries.insert_category(cur, body.name, body.slug)
+        except category_queries.DuplicateSlug:
             raise Conflict("a category with this slug exists") from None
         self.invalidate_lists()
         return category
@@ -145,14 +163,17 @@ class Catalog:
     def create_product(self, body: ProductIn) -> ProductOut:
         try:
             with self._pool.transaction() as conn, conn.cursor() as cur:
-                product_id = q.insert_product(
+                product_id = product_queries.insert_product(
                     cur, sku=body.sku, name=body.name, description=body.description,
                     price=body.price, currency=body.currency, category=body.category,
                     stock=body.stock)
-                product = q.product(cur, product_id)
-        except q.DuplicateSku:
+                product = product_queries.product(cur, product_id)
+                assert product is not None  # inserted just above, same transaction
+                # Every product change is an event, committed with it.
+                outbox.record(cur, outbox.PRODUCT_UPDATED, product_id, encoder.encode(product))
+        except product_queries.DuplicateSku:
             raise Conflict("a product with this sku exists") from None
-        except q.UnknownCategory:
+        except category_queries.UnknownCategory:
             raise _unknown_category() from None
         self.invalidate_lists()
         return product
@@ -165,17 +186,21 @@ class Catalog:
                    if (v := getattr(patch, f)) is not UNSET}
         try:
             with self._pool.transaction() as conn, conn.cursor() as cur:
-                current = q.product(cur, product_id, lock=True)
+                current = product_queries.product(cur, product_id, lock=True)
                 if current is None:
                     raise NotFound("no such product")
                 if if_match is not None and not _matches(if_match, encoder.encode(current)):
                     raise PreconditionFailed("the product changed since you read it")
                 if changes:
-                    q.update_product(cur, product_id, changes)
-                product = q.product(cur, product_id)
-        except q.DuplicateSku:
+                    product_queries.update_product(cur, product_id, changes)
+                product = product_queries.product(cur, product_id)
+                assert product is not None  # locked above, same transaction
+                if changes:
+                    outbox.record(cur, outbox.PRODUCT_UPDATED, product_id,
+                                  encoder.encode(product))
+        except product_queries.DuplicateSku:
             raise Conflict("a product with this sku exists") from None
-        except q.UnknownCategory:
+        except category_queries.UnknownCategory:
             raise _unknown_category() from None
         self.invalidate_products([product_id])
         return product, encoder.encode(product)
@@ -184,14 +209,21 @@ class Catalog:
         if not is_uuid(product_id):
             raise NotFound("no such product")
         with self._pool.transaction() as conn, conn.cursor() as cur:
-            if not q.delete_product(cur, product_id):
+            if not product_queries.delete_product(cur, product_id):
                 raise NotFound("no such product")
+            # The API answers 404 for it from now on: the event says so.
+            outbox.record(cur, outbox.PRODUCT_UPDATED, product_id,
+                          msgspec.json.encode({"id": product_id, "deleted": True}))
         self.invalidate_products([product_id])
 
     # -- invalidation (always after commit) -------------------------------------
 
     def invalidate_products(self, product_ids, *, lists: bool = True) -> None:
-        lost = [] if not lists or self._next_generation() else [GENERATION_KEY]
+        # Before any key is dropped: a read that misses afterwards must not
+        # be answered by a replica that has not replayed this commit.
+        lost = self.replicas.wrote()
+        if lists and not self._next_generation():
+            lost.append(GENERATION_KEY)
         keys = [key("product", p) for p in product_ids]
         self._cache.invalidate(keys, lost=lost)
         if self._near is not None:

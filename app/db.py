@@ -27,6 +27,7 @@ import logging
 import os
 import select
 import time
+from typing import Any
 
 import gevent
 import gevent.lock
@@ -35,6 +36,7 @@ import psycopg2.errors
 import psycopg2.extensions
 
 from app.errors import DatabaseUnavailable, QueryTimeout, ValidationFailed
+from app.metrics import NULL_METRICS, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +47,18 @@ _STATUS_IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 _STATUS_UNKNOWN = psycopg2.extensions.TRANSACTION_STATUS_UNKNOWN
 
 
+class PoolExhausted(DatabaseUnavailable):
+    """Every connection of the pool stayed checked out for the whole wait."""
+
+
 class PooledConnection(psycopg2.extensions.connection):
     """A psycopg2 connection that remembers when it was opened."""
 
     created_at: float = 0.0
+    # On a standby: the replay position this connection last saw. Replay only
+    # moves forward while the server runs, and no connection outlives a
+    # restart, so it is a lower bound of what every later query here sees.
+    replayed: int = 0
 
 
 class Pool:
@@ -66,7 +76,7 @@ class Pool:
         lock_timeout_ms: int = 2000,
         idle_in_transaction_timeout_ms: int = 10000,
         application_name: str | None = None,
-        metrics=None,
+        metrics: Metrics = NULL_METRICS,
     ):
         self.dsn = dsn
         self.size = size
@@ -79,7 +89,7 @@ class Pool:
         # exist because they were once checked out, so open connections never
         # exceed ``size`` either.
         self._slots = gevent.lock.BoundedSemaphore(size)
-        self._connect_kwargs = {
+        self._connect_kwargs: dict[str, Any] = {
             "connection_factory": PooledConnection,
             "application_name": application_name or f"peregrine-{os.getpid()}",
             # psycogreen makes libpq asynchronous, and then libpq ignores
@@ -102,15 +112,14 @@ class Pool:
     def acquire(self) -> PooledConnection:
         started = time.monotonic()
         if not self._slots.acquire(timeout=self.timeout):
-            self._count("db.pool.timeout")
-            raise DatabaseUnavailable("no database connection became free in time")
+            self.metrics.incr("db.pool.timeout")
+            raise PoolExhausted("no database connection became free in time")
         try:
             conn = self._take_idle() or self._connect()
         except BaseException:
             self._slots.release()
             raise
-        if self.metrics is not None:
-            self.metrics.timing("db.pool.wait_ms", (time.monotonic() - started) * 1000)
+        self.metrics.timing("db.pool.wait_ms", (time.monotonic() - started) * 1000)
         return conn
 
     def release(self, conn: PooledConnection, *, discard: bool = False) -> None:
@@ -192,10 +201,10 @@ class Pool:
             with gevent.Timeout(self.connect_timeout):
                 conn = psycopg2.connect(self.dsn, **self._connect_kwargs)
         except gevent.Timeout:
-            self._count("db.connect.error")
+            self.metrics.incr("db.connect.error")
             raise DatabaseUnavailable("the database did not answer in time") from None
         except psycopg2.Error as ex:
-            self._count("db.connect.error")
+            self.metrics.incr("db.connect.error")
             log.warning("database connect failed: %s", str(ex).strip())
             raise DatabaseUnavailable("the database is unavailable") from ex
         conn.autocommit = True  # PERF: reads need no BEGIN/ROLLBACK round trips
@@ -224,9 +233,6 @@ class Pool:
         with contextlib.suppress(Exception):
             conn.close()
 
-    def _count(self, name: str) -> None:
-        if self.metrics is not None:
-            self.metrics.incr(name)
 
 
 def _server_closed(conn: PooledConnection) -> bool:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import psycopg2
+
 from app.accounts import Accounts
 from app.cache import Cache
 from app.catalog import Catalog
 from app.config import Config
 from app.db import Pool
-import psycopg2
-
 from app.errors import Unavailable
 from app.orders import Orders
 from app.passwords import Passwords
@@ -43,5 +43,6 @@ class Dependencies:
 
     def close(self) -> None:
         self.passwords.close()
+        self.catalog.replicas.close()
         self.pool.close()
         self.cache.close()

@@ -15,7 +15,8 @@ import re
 import falcon
 import msgspec
 
-from app.schemas.text import NUL_FREE, NUL_MESSAGE
+from app.schemas.messages import in_words
+from app.schemas.text import NUL_FREE, NUL_MESSAGE, PATTERN_WORDS
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,17 @@ class AccountGone(Unauthorized):
     """A valid access token whose account no longer exists."""
 
     default_message = "the access token's account no longer exists: log in again"
+
+
+class MfaRequired(Unauthorized):
+    """The password was right; the account wants a second factor next."""
+
+    code = "mfa_required"
+    default_message = ("a second factor is needed: POST /v1/auth/login/mfa with this"
+                       " mfa_token and a code")
+
+    def __init__(self, mfa_token: str, expires_in: int):
+        super().__init__(details=[{"mfa_token": mfa_token, "expires_in": expires_in}])
 
 
 class Forbidden(AppError):
@@ -181,31 +193,48 @@ def _handle_http_error(req, resp, ex: falcon.HTTPError, params):
     write_error(req, resp, ex.status, code, message, headers=ex.headers)
 
 
+class InvalidInput(msgspec.ValidationError):
+    """msgspec's error for an input, with the schema it was decoded into.
+
+    The schema lets the details name what would have been accepted (an
+    enum's values); app/media.py raises it in place of msgspec's own.
+    """
+
+    def __init__(self, message: str, schema: type):
+        super().__init__(message)
+        self.schema = schema
+
+
 # "Expected `int` >= 1 - at `$.items[0].quantity`"
 _AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.S)
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]*)`")
 _MISSING_FIELD = re.compile(r"missing required field `([^`]*)`")
 
 
-def validation_details(ex: msgspec.ValidationError) -> list[dict]:
-    """Turn msgspec's message into ``[{"field": "$.path", "message": ...}]``."""
+def validation_details(ex: msgspec.ValidationError, schema: type | None = None) -> list[dict]:
+    """Turn msgspec's message into ``[{"field": "$.path", "message": ...}]``, in words.
+
+    The field path stays msgspec's (``$.items[0].quantity``); the message
+    says what the value must be ("must be at least 1"), never a regex.
+    """
     match = _AT_PATH.match(str(ex))
+    assert match is not None  # every part of the pattern is optional
     message, path = match.group("message"), match.group("path") or "$"
     named = _UNKNOWN_FIELD.search(message) or _MISSING_FIELD.search(message)
     if named:
         path = f"{path}.{named.group(1)}"
-    return [{"field": path, "message": message}]
+    return [{"field": path, "message": in_words(message, schema or getattr(ex, "schema", None),
+                                                 path)}]
 
 
-# msgspec names the pattern a string failed; NUL_FREE is worth saying in words.
-_NUL_PATTERN_FAILED = f"matching regex {NUL_FREE!r}"
+_NUL_WORDS = PATTERN_WORDS[NUL_FREE]
 
 
 def _handle_validation_error(req, resp, ex: msgspec.ValidationError, params):
     details = validation_details(ex)
     message = "the request is invalid"
-    if _NUL_PATTERN_FAILED in details[0]["message"]:
-        message = details[0]["message"] = NUL_MESSAGE
+    if details[0]["message"] == _NUL_WORDS:
+        message = NUL_MESSAGE  # the one rule every text field shares: worth the headline
     write_error(req, resp, falcon.HTTP_422, "validation_failed", message, details)
 
 

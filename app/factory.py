@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import falcon
 
-from app import errors, logs, metrics as metrics_module, nearcache, openapi
+from app import cors, errors, logs, nearcache, openapi, replicas
+from app import metrics as metrics_module
 from app.auth import AccessControl
 from app.cache import Cache
 from app.cache_epochs import Epochs
 from app.config import Config
 from app.db import Pool
-from app.ids import CanonicalIds
 from app.deps import Dependencies
+from app.ids import CanonicalIds
 from app.middleware import RequestContext
 from app.operations import operation_of, responder_for, responders
 from app.resources.docs import OpenAPIResource
@@ -39,7 +40,7 @@ def create_app(
     *,
     pool: Pool | None = None,
     cache: Cache | None = None,
-    metrics=None,
+    metrics: metrics_module.Metrics | None = None,
     configure_logging: bool = True,
 ) -> App:
     """Build the WSGI application and its collaborators.
@@ -64,6 +65,10 @@ def create_app(
         epochs=Epochs(pool, interval=config.cache_epoch_poll, metrics=metrics),
     )
     deps = Dependencies(config, pool, cache, metrics)
+    if config.database_replica_urls:
+        # Cache misses, lists and search may then read from a replica that has
+        # replayed every catalog write (app/replicas.py); the rest stays on the primary.
+        deps.catalog.use_replicas(replicas.from_config(config, pool, cache, metrics))
     if config.near_cache_ttl > 0 and (nearcache.shared() or config.workers == 1):
         # Shared with the sibling workers (forked from a master that imported
         # app.nearcache, see gunicorn.conf.py), or there are none.
@@ -71,7 +76,9 @@ def create_app(
 
     access = AccessControl(config.jwt_secret, deps.limiter, config.rate_limit_per_minute,
                            metrics, deps.accounts.current_role)
-    app = App(middleware=[RequestContext(metrics), CanonicalIds(), access], router=Router())
+    # CORS first, so its headers go on every answer, errors included (nothing when off).
+    app = App(middleware=[*cors.middleware(config.cors_origins), RequestContext(metrics),
+                          CanonicalIds(), access], router=Router())
     app.resp_options.xml_error_serialization = False
     errors.register(app)
 
@@ -84,7 +91,7 @@ def create_app(
         else:
             resource = route.resource(deps)
         app.add_route(route.template, resource)
-    app.deps = deps
+    app.deps = deps  # type: ignore[attr-defined]  # for gunicorn's worker_exit hook and the tests
     return app
 
 

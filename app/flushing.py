@@ -40,7 +40,7 @@ def flush_all() -> None:
             continue
         try:
             flush()
-        except Exception as ex:  # one broken sink must not keep the others
+        except Exception as ex:  # noqa: BLE001 - one broken sink must not keep the others
             print(f"peregrine: flush failed: {ex!r}", file=sys.__stderr__)
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
+from app.schemas.common import UUID_PATTERN
+
 # PERF: a compiled pattern is ~15x cheaper than round-tripping uuid.UUID.
-_CANONICAL_UUID = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_CANONICAL_UUID = re.compile(UUID_PATTERN)
 
 
 def is_uuid(value: str) -> bool:

@@ -8,8 +8,9 @@ PERF: the request line skips the logging module (LogRecord, handler lock,
 formatter: ~44 us of worker CPU per line with the write): it is queued as a
 msgspec struct in a process-wide buffer and encoded at flush (~1.5 us a
 line in all). The buffer is written to stderr when it holds
-``BUFFER_BYTES``, on every ``app.flushing`` tick (0.25 s in a worker), at exit (gunicorn's worker_exit hook, after a
-graceful shutdown's requests have finished; atexit elsewhere), and before
+``BUFFER_BYTES``, on every ``app.flushing`` tick (0.25 s in a worker), at
+exit (gunicorn's worker_exit hook, after a graceful shutdown's requests have
+finished; atexit elsewhere), and before
 any record at WARNING or above. Every other record goes through the same
 buffer, so lines stay in the order they were logged. A worker killed with
 SIGKILL loses at most the last tick's lines.
@@ -118,7 +119,7 @@ class LineBuffer:
     def __init__(self, stream, limit: int = BUFFER_BYTES):
         self._stream = stream
         self._limit = limit
-        self._lines: collections.deque[bytes] = collections.deque()
+        self._lines: collections.deque[bytes | msgspec.Struct] = collections.deque()
         self._size = 0  # approximate: only decides when to flush
         self._lock = threading.Lock()
 
@@ -136,7 +137,8 @@ class LineBuffer:
                 return
             self._size = 0
             popleft = lines.popleft
-            chunks, run = [], []
+            chunks: list[bytes] = []
+            run: list[object] = []  # the structs between two bytes lines
             for _ in range(len(lines)):
                 line = popleft()
                 if type(line) is bytes:
@@ -167,7 +169,7 @@ class BufferedJsonHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record).encode() + b"\n"
-        except Exception:
+        except Exception:  # noqa: BLE001 - logging.Handler's contract: report, never raise
             self.handleError(record)
             return
         self.buffer.write(line)
@@ -219,6 +221,7 @@ def request_line(method: str, route: str | None, status: int, duration_ms: float
         clock.second = second
     ts = f"{clock.prefix}.{int((now - second) * 1000):03d}Z"
     request_id = request_id_var.get()
+    line: RequestLine | RequestLineNoId
     if request_id:
         line = RequestLine(ts, "info", "peregrine.request", "request", clock.pid, request_id,
                            method, route, status, duration_ms, user_id)

@@ -7,11 +7,20 @@ input Struct, so one schema validates and documents the request.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import falcon
 import msgspec
+import msgspec.inspect as mi
 from gunicorn.http.errors import ParseException as GunicornParseError
 
-from app.errors import BadRequest, ClientDisconnected, PayloadTooLarge, UnsupportedMediaType
+from app.errors import (
+    BadRequest,
+    ClientDisconnected,
+    InvalidInput,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from hotpath.http import HttpError as WorkerHttpError
 
 MAX_BODY_BYTES = 64 * 1024
@@ -100,7 +109,8 @@ def read_json(req: falcon.Request, schema: type):
         whole = _with_whole_numbers(body, schema)
         if whole is not None:
             return whole
-        raise ex  # mapped to 422 with the field path
+        # A 422 with the field path; the schema lets the details name allowed values.
+        raise InvalidInput(str(ex), schema) from None
     except msgspec.DecodeError as ex:
         raise BadRequest(f"the body is not valid JSON: {ex}") from None
     except UnicodeDecodeError:
@@ -133,11 +143,40 @@ def _whole(value):
 
 def read_query(req: falcon.Request, schema: type):
     """Convert the query string into ``schema`` (strings coerced to its types)."""
-    return msgspec.convert(req.params, schema, strict=False)
+    params = req.params
+    try:
+        query: object = msgspec.convert(params, schema, strict=False)
+    except msgspec.ValidationError as ex:
+        raise InvalidInput(str(ex), schema) from None
+    if "null" in params.values():
+        _refuse_null_text(query, params, schema)
+    return query
 
 
-def write_json(resp: falcon.Response, value, status=None) -> None:
+_TYPE_NAMES: dict[type, str] = {mi.BoolType: "bool", mi.IntType: "int", mi.FloatType: "float"}
+
+
+def _refuse_null_text(query, params: Mapping, schema: type) -> None:
+    """Refuse ``?name=null`` where the field takes no text.
+
+    msgspec's lax conversion reads the text ``null`` as None for a field
+    typed ``X | None``, unless X is a string. A query string has no null (the
+    document says so): None there means "left out", so ``?in_stock=null``
+    would silently mean no filter instead of the 422 it is.
+    """
+    for field in msgspec.structs.fields(schema):
+        if params.get(field.encode_name) != "null" or getattr(query, field.name) is not None:
+            continue
+        info = mi.type_info(field.type)
+        members = [t for t in getattr(info, "types", (info,)) if not isinstance(t, mi.NoneType)]
+        at = f" - at `$.{field.encode_name}`"
+        if any(isinstance(t, mi.LiteralType) for t in members):
+            raise InvalidInput(f"Invalid enum value 'null'{at}", schema)
+        names = " | ".join(_TYPE_NAMES.get(type(t), "value") for t in members) or "value"
+        raise InvalidInput(f"Expected `{names}`, got `str`{at}", schema)
+
+
+def write_json(resp: falcon.Response, value) -> None:
+    """Render ``value`` as the JSON body (the status comes from the route's declaration)."""
     resp.data = encoder.encode(value)
     resp.content_type = falcon.MEDIA_JSON
-    if status is not None:
-        resp.status = status

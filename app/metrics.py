@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from typing import Protocol
 
 from gunicorn.glogging import Logger
 from gunicorn.instrument.statsd import Statsd
@@ -31,6 +32,22 @@ MAX_PACKET = 1432
 #: Timer samples (or requests) held before the request path flushes itself:
 #: bounds memory if the flushing greenlet is late or absent.
 MAX_PENDING = 2000
+
+
+class Metrics(Protocol):
+    """What the application sends metrics to: statsd, a test's recorder, or nothing.
+
+    Every collaborator that counts takes one, and defaults to
+    :data:`NULL_METRICS` rather than ``None``, so no call site checks.
+    """
+
+    def incr(self, name: str, count: int = 1) -> None: ...
+
+    def timing(self, name: str, ms: float) -> None: ...
+
+    def gauge(self, name: str, value: float) -> None: ...
+
+    def flush(self) -> None: ...
 
 
 class NullMetrics:
@@ -47,6 +64,10 @@ class NullMetrics:
 
     def flush(self) -> None:
         pass
+
+
+#: The metrics of a collaborator nobody asked to measure.
+NULL_METRICS: Metrics = NullMetrics()
 
 
 def packets(lines, limit: int = MAX_PACKET):
@@ -105,7 +126,7 @@ class BatchingStatsClient:
             return
         p = self._prefix
         lines = [f"{p}{name}:{count}|c" for name, count in counters.items() if count]
-        lines += ["%s%s:%0.6f|ms" % (p, name, ms) for name, ms in timings]
+        lines += [f"{p}{name}:{ms:0.6f}|ms" for name, ms in timings]
         for name, value in gauges.items():
             if value < 0:  # a leading sign means a delta in statsd
                 lines.append(f"{p}{name}:0|g")
@@ -122,12 +143,12 @@ class BatchingStatsClient:
         self._sock.close()
 
 
-def create(addr: tuple[str, int] | None, prefix: str = PREFIX):
+def create(addr: tuple[str, int] | None, prefix: str = PREFIX) -> Metrics:
     if addr is None:
-        return NullMetrics()
+        return NULL_METRICS
     host, port = addr
     # Resolve once, here; never per send.
-    host = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0][4][0]
+    host = str(socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0][4][0])
     return BatchingStatsClient(host, port, prefix=prefix)
 
 

@@ -8,8 +8,9 @@ Correctness under any concurrency comes from Postgres, never from the cache:
   cannot deadlock by locking them in opposite orders; should Postgres still
   report a deadlock or serialization failure, the whole transaction is
   retried;
-* the order, its lines, the stock moves and the Idempotency-Key record
-  commit in one transaction: nothing is half-written.
+* the order, its lines, the stock moves, its event (the webhook outbox) and
+  the Idempotency-Key record commit in one transaction: nothing is
+  half-written.
 """
 
 from __future__ import annotations
@@ -24,12 +25,20 @@ import gevent
 import psycopg2.errors
 
 from app.errors import (
-    AccountGone, BadRequest, Conflict, NotFound, OutOfStock, Unavailable, ValidationFailed,
+    AccountGone,
+    BadRequest,
+    Conflict,
+    NotFound,
+    OutOfStock,
+    Unavailable,
+    ValidationFailed,
 )
 from app.ids import is_uuid
 from app.media import encoder
 from app.pagination import UUIDText, decode_cursor, page
+from app.queries import events as outbox
 from app.queries import orders as q
+from app.queries import users
 from app.schemas.orders import OrderIn, OrderItemOut, OrderOut, OrderPage
 from app.tokens import Principal
 
@@ -111,6 +120,7 @@ class Orders:
                 total=f"{total:.2f}", currency=currency,
                 shipping_address=body.shipping_address, created_at=created_at,
             ))
+            outbox.record(cur, outbox.ORDER_PLACED, order_id, response)  # commits with the order
             if idempotency_key is not None:
                 q.record_response(cur, principal.id, idempotency_key, 201, response)
         return 201, response, list(taken)
@@ -146,6 +156,11 @@ class Orders:
             user_id = principal.id
         before = decode_cursor(cursor, tuple[datetime, UUIDText]) if cursor else None
         with self._pool.connection() as conn, conn.cursor() as cur:
+            # A deleted account's orders lose their owner, so its still-valid
+            # access token would list nothing with a 200: say it is gone instead
+            # (admins are checked by AccessControl; get and cancel answer 404).
+            if not principal.is_admin and users.role_of(cur, principal.id) is None:
+                raise AccountGone()
             rows = q.page(cur, user_id, limit, before)
         items, next_cursor = page(rows, limit, lambda o: (o.created_at.isoformat(), o.id))
         return OrderPage(items=items, next_cursor=next_cursor)
@@ -175,6 +190,7 @@ class Orders:
             for product_id, quantity in lines:
                 q.return_stock(cur, product_id, quantity)
             order = q.order(cur, order_id, None)
+            outbox.record(cur, outbox.ORDER_CANCELLED, order_id, encoder.encode(order))
         return order, [product_id for product_id, _ in lines]
 
 

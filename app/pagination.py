@@ -17,7 +17,7 @@ from typing import Annotated
 import msgspec
 
 from app.errors import ValidationFailed
-from app.schemas.text import UUID_PATTERN
+from app.schemas.common import UUID_PATTERN
 
 #: A UUID in canonical text form, as cursors carry ids.
 UUIDText = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN)]

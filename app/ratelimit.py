@@ -13,15 +13,41 @@ When memcached is unavailable the policy is deliberate:
   cache outage;
 * the general per-client limit fails open: an outage of the cache must not
   become an outage of the API.
+
+Clients are told where they stand with the ``RateLimit-Limit``,
+``RateLimit-Remaining`` and ``RateLimit-Reset`` fields of
+draft-ietf-httpapi-ratelimit-headers (its widely deployed form, up to
+draft 06; the later ``RateLimit``/``RateLimit-Policy`` structured fields are
+not used): on every 429 next to ``Retry-After``, and on every answer the
+general limit counted (see :class:`app.auth.AccessControl`). Reset is in
+seconds, like Retry-After. A limit that failed open sends none: its count
+is unknown.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from app.cache import Cache, digest, key
 from app.errors import RateLimited
+
+
+class Quota(NamedTuple):
+    """Where one identity stands against one limit in the current window.
+
+    A NamedTuple, not a dataclass: one is made per counted request, and a
+    tuple is the cheapest object Python builds.
+    """
+
+    limit: int
+    remaining: int
+    reset: int  # seconds until the window ends
+
+    def headers(self) -> dict[str, str]:
+        return {"RateLimit-Limit": str(self.limit), "RateLimit-Remaining": str(self.remaining),
+                "RateLimit-Reset": str(self.reset)}
 
 
 @dataclass(frozen=True)
@@ -45,22 +71,27 @@ class RateLimiter:
         self._local: dict[str, int] = {}
         self._local_window: dict[str, int] = {}
 
-    def hit(self, limit: Limit, identity: str) -> None:
-        """Count one request for ``identity``; raise RateLimited past the limit."""
+    def hit(self, limit: Limit, identity: str) -> Quota | None:
+        """Count one request for ``identity``; raise RateLimited past the limit.
+
+        Returns the quota left, or None when the limit is off or failed open.
+        """
         if limit.limit <= 0:
-            return
+            return None
         now = self._clock()
         window = int(now // limit.window)
         counter_key = key("rl", limit.scope, digest(identity), window)
         count = self._count(counter_key, limit.window)
         if count is None:
             if not limit.fail_closed:
-                return
+                return None
             count = self._count_locally(counter_key, limit.scope, window)
+        reset = limit.window - int(now % limit.window)
+        quota = Quota(limit.limit, max(0, limit.limit - count), reset)
         if count > limit.limit:
             self._metrics.incr(f"ratelimit.{limit.scope}.limited")
-            retry_after = limit.window - int(now % limit.window)
-            raise RateLimited(retry_after)
+            raise RateLimited(reset, headers=quota.headers())
+        return quota
 
     def _count(self, counter_key: str, window: int) -> int | None:
         count = self._cache.incr(counter_key)

@@ -37,13 +37,20 @@ import urllib.request
 from contextlib import contextmanager
 
 from http_workers import (
-    ROOT, base_parser, drive, free_port, keep_best, print_table, wait_until_serving, worker_pid,
+    ROOT,
+    base_parser,
+    drive,
+    free_port,
+    keep_best,
+    print_table,
+    wait_until_serving,
+    worker_pid,
 )
 
 WORKERS = ("gevent", "gevent_pywsgi", "peregrine")
 SCENARIOS = ("healthz", "product", "me")
 ROTATE_LUA = os.path.join(ROOT, "bench", "wrk", "rotate.lua")
-PASSWORD = "peregrine-load-test"  # every seeded user's (app/seed.py)
+PASSWORD = "peregrine-load-test"  # every seeded user's (app/manage/seed.py)
 
 
 def cli(*argv, env=None, capture=False):

@@ -114,7 +114,8 @@ def main():
                              "config's, to measure what one recycle costs")
     args = parser.parse_args()
     if not os.environ.get("PEREGRINE_DATABASE_URL"):
-        sys.exit('needs a running stack: eval "$(taskset -c 1 .venv/bin/python -m app services up)"')
+        sys.exit("needs a running stack: "
+                 'eval "$(taskset -c 1 .venv/bin/python -m app services up)"')
     # This process (the statsd sink's thread) stays off the worker's core.
     os.sched_setaffinity(0, {1})
     statsd_port = free_port()

@@ -3,6 +3,8 @@
 from collections import deque
 from typing import Any
 
+from hotpath._http_errors import HttpError as HttpError
+
 class Request:
     """One request whose head is complete; its body may still be arriving."""
 

@@ -2,8 +2,8 @@
 
 Same API and behaviour as ``hotpath._http_py`` (the reference; read its
 docstrings). CPU only: it is handed bytes and returns objects, so it can never
-block the gevent hub. The error type and the error envelope are shared with
-the pure twin.
+block the gevent hub. Both twins raise ``hotpath._http_errors.HttpError``;
+the constants and the error envelope come from the pure twin.
 """
 
 from collections import deque
@@ -23,10 +23,10 @@ from hotpath._http_py import (
     MAX_HEADERS,
     MAX_REQUEST_LINE,
     UNLIMITED_REQUEST_LINE,
-    HttpError,
 )
+from hotpath._http_errors import HttpError
 
-__all__ = ("Request", "RequestParser", "ResponseHead", "encode_response",
+__all__ = ("HttpError", "Request", "RequestParser", "ResponseHead", "encode_response",
            "http_date")
 
 cdef enum HeaderKind:

@@ -7,9 +7,9 @@ environ. ``encode_response`` turns a WSGI status and header list (and the
 body, when the application returned it in one piece) into the bytes the
 worker writes with a single ``sendall``.
 
-``hotpath/_http_c.pyx`` is the compiled twin with the same API; the shared
-error type and the error envelope live here only, the compiled twin imports
-them.
+``hotpath/_http_c.pyx`` is the compiled twin with the same API. Both raise
+``hotpath._http_errors.HttpError``; the error envelope (not on the hot path)
+lives here only.
 """
 
 import json
@@ -21,6 +21,8 @@ from email.utils import formatdate
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import httptools
+
+from hotpath._http_errors import HttpError
 
 __all__ = (
     "HttpError",
@@ -88,18 +90,8 @@ _SPECIAL = {
 # PERF: header name bytes -> (NAME, environ key, kind). Mapping a name costs
 # a decode, upper() and replace(); the cache makes it one dict lookup
 # (~0.3 us saved per header). Bounded so random names cannot grow it.
-_NAME_CACHE = {}
+_NAME_CACHE: dict[bytes, tuple[str, str, int]] = {}
 _NAME_CACHE_SIZE = 512
-
-
-class HttpError(Exception):
-    """A request the server answers itself: status and envelope code."""
-
-    def __init__(self, status, code, message):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 def _bad_request(message):
@@ -245,11 +237,13 @@ class RequestParser:
         self._template = environ
         self._scheme_headers = secure_scheme_headers or {}
         self._header_map = header_map
-        self.requests = deque()
+        self.requests: deque[Request] = deque()
         self.error = None
         self.closed = False
         self._parser = httptools.HttpRequestParser(self)
-        self._req = None
+        # None only until the first on_message_begin, which every other
+        # callback follows; feed() checks for it before reading the body count.
+        self._req: Request = None  # type: ignore[assignment]
         self._url = b""
         self._in_head = False
         self._in_body = False
@@ -303,7 +297,7 @@ class RequestParser:
             # httptools keeps what a callback raised as the context; anything
             # but an HttpError is a bug here and must surface.
             if not isinstance(ex.__context__, HttpError):
-                raise ex.__context__ or ex
+                raise ex.__context__ or ex  # noqa: B904 - as the callback raised it
             self._failed(ex.__context__)
         except httptools.HttpParserInvalidMethodError:
             self._failed(_bad_request("invalid method"))
@@ -346,7 +340,7 @@ class RequestParser:
 
     def close(self):
         """Break the parser <-> protocol reference cycle."""
-        self._parser = None
+        self._parser = None  # type: ignore[assignment]  # never fed after close()
         self.closed = True
 
     def _failed(self, error):

@@ -3,14 +3,15 @@
 ``RequestParser``, ``encode_response`` and ``http_date`` come from
 ``hotpath._http_c`` unless ``PEREGRINE_NO_EXTENSIONS`` is set or it was not
 built; then from the reference ``hotpath._http_py``. ``COMPILED`` says which
-one is loaded. The error type and the error envelope (not on the hot path)
-always come from ``hotpath._http_py``.
+one is loaded. Both twins raise ``hotpath._http_errors.HttpError``; the error
+envelope (not on the hot path) always comes from ``hotpath._http_py``.
 """
 
 from typing import TYPE_CHECKING
 
 from hotpath._flags import NO_EXTENSIONS
-from hotpath._http_py import HttpError, error_response, new_request_id
+from hotpath._http_errors import HttpError
+from hotpath._http_py import error_response, new_request_id
 
 __all__ = (
     "COMPILED",

@@ -12,7 +12,7 @@ FACADES = ("jwt", "http")
 
 def loaded():
     """Return ``{facade: True|False|None}``; None means not importable."""
-    result = {}
+    result: dict[str, bool | None] = {}
     for name in FACADES:
         try:
             module = importlib.import_module(f"hotpath.{name}")

@@ -39,6 +39,7 @@ import time
 from datetime import timedelta
 from functools import partial
 from io import BytesIO
+from typing import Any
 
 import gevent
 import gevent.event
@@ -93,7 +94,7 @@ class GeventHTTPWorker(GeventWorker):
         self.header_map = cfg.header_map
         self.pre_request = cfg.pre_request
         self.post_request = cfg.post_request
-        self.base_environ = base_environ(cfg)
+        self.base_environ = dict(base_environ(cfg))
         self.base_environ.update({
             "wsgi.multithread": True,
             "wsgi.url_scheme": "https" if cfg.is_ssl else "http",
@@ -128,10 +129,10 @@ class GeventHTTPWorker(GeventWorker):
         """
         gevent.spawn(self.expire_stalled_connections)
         self.stopping = gevent.event.Event()
-        ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
+        ssl_args: dict[str, Any] = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
         servers = []
         for listener in self.sockets:
-            listener.setblocking(1)
+            listener.setblocking(True)
             server = StreamServer(listener, handle=partial(self.handle, listener),
                                   spawn=Pool(self.worker_connections), **ssl_args)
             if self.cfg.workers > 1:
@@ -144,7 +145,9 @@ class GeventHTTPWorker(GeventWorker):
         for server in servers:
             server.close()  # stop accepting; in-flight requests finish
         deadline = time.monotonic() + self.cfg.graceful_timeout
-        while any(server.pool.free_count() != server.pool.size for server in servers):
+        # Each server spawns from the Pool given to it above (never None).
+        while any(server.pool.free_count() != server.pool.size  # type: ignore[union-attr]
+                  for server in servers):
             if time.monotonic() > deadline:
                 self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
                 for server in servers:
@@ -439,7 +442,7 @@ class Connection:
             worker.pre_request(worker, req)
             response.run(worker.wsgi)
             keep = response.keep_alive
-        except Exception as ex:
+        except Exception as ex:  # noqa: BLE001 - an application error is answered, not fatal
             keep = self.app_failed(req, response, ex)
         finally:
             self.response = None
@@ -613,6 +616,7 @@ class Response:
             if close is not None:
                 close()
         head = self.head
+        assert head is not None  # sent by the loop above
         # Fewer bytes than the announced Content-Length leave the client
         # waiting for the rest: only closing ends that response.
         self.keep_alive = head.keep_alive and (head.length < 0 or head.omit_body

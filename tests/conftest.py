@@ -8,6 +8,7 @@ gunicorn processes with the production ``gunicorn.conf.py``.
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import subprocess
@@ -21,14 +22,28 @@ import pytest
 
 from app.config import Config
 from app.factory import create_app
-from app.migrate import migrate
-from app.services import MemcachedServer, PostgresServer, free_port, wait_for_port
+from app.manage.migrate import migrate
+from app.manage.services import MemcachedServer, PostgresServer
+from tests.support.processes import free_port, stop_process, wait_for_port, wait_until_ready
 
 REPO = Path(__file__).resolve().parent.parent
 JWT_SECRET = "test-secret-" + "x" * 40
+# A Fernet key (32 bytes, URL-safe base64), as `services up` generates one: the
+# two-factor routes answer 503 without it.
+DATA_KEY = "dGVzdC1kYXRhLWtleS0zMi1ieXRlcy1sb25nLi4uLi4="
 
 TABLES = ("audit_log", "idempotency_keys", "order_items", "orders", "products",
-          "categories", "refresh_tokens", "refresh_families", "users")
+          "categories", "refresh_tokens", "refresh_families", "users",
+          "webhook_deliveries", "webhook_subscriptions", "events")
+
+
+def pytest_collection_modifyitems(config, items):
+    # Here as well as in tests/unit/conftest.py: that one is loaded only when
+    # tests/unit is collected, and `-m integration` must work on any selection.
+    unit = Path(__file__).resolve().parent / "unit"
+    for item in items:
+        if unit not in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +66,16 @@ def postgres(run_dir):
 
 
 @pytest.fixture(scope="session")
+def replica(postgres, run_dir):
+    """A streaming standby of ``postgres``, started only for the tests that ask for it."""
+    from tests.support.replicas import start_replica
+
+    server = start_replica(postgres, run_dir)
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
 def memcached(run_dir):
     server = MemcachedServer(run_dir / "memcached")
     server.start()
@@ -65,6 +90,7 @@ def base_env(postgres, memcached) -> dict[str, str]:
         "PEREGRINE_DATABASE_URL": postgres.dsn(),
         "PEREGRINE_MEMCACHED_SERVERS": f"127.0.0.1:{memcached.port}",
         "PEREGRINE_JWT_SECRET": JWT_SECRET,
+        "PEREGRINE_DATA_KEY": DATA_KEY,
         "PEREGRINE_WORKERS": "1",
         "PEREGRINE_LOG_LEVEL": "warning",
     }
@@ -119,7 +145,7 @@ class LiveServer:
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 20.0) -> "LiveServer":
+    def start(self, timeout: float = 20.0) -> LiveServer:
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--config", str(REPO / "gunicorn.conf.py"),
@@ -130,41 +156,22 @@ class LiveServer:
             # The master listens before any worker has booted: wait for a
             # worker to answer, not just for the port.
             wait_for_port(self.port, timeout, self.proc)
-            self._wait_ready(timeout)
+            wait_until_ready(self._answers, self.proc, timeout, self.log)
         except Exception:
             self.stop()
             raise
         return self
 
-    def _wait_ready(self, timeout: float) -> None:
-        import http.client
-        import time
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    return
-            except OSError:
-                pass
-            finally:
-                conn.close()
-            time.sleep(0.05)
-        raise RuntimeError(f"no worker answered /healthz within {timeout}s:\n{self.log()}")
+    def _answers(self) -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+        try:
+            conn.request("GET", "/healthz")
+            return conn.getresponse().status == 200
+        finally:
+            conn.close()
 
     def stop(self) -> int | None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode if self.proc else None
+        return stop_process(self.proc, grace=30)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""

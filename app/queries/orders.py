@@ -157,7 +157,8 @@ def order(cur, order_id: str, owner_id: str | None) -> OrderOut | None:
 
 def page(cur, user_id: str | None, limit: int, before: tuple[datetime, str] | None):
     """Orders newest first (all users when ``user_id`` is None), ``limit + 1`` rows."""
-    where, values = [], []
+    where: list[str] = []
+    values: list[object] = []
     if user_id is not None:
         where.append("o.user_id = %s")
         values.append(user_id)

@@ -1,4 +1,4 @@
-"""Users."""
+"""The users table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime
 import psycopg2.errors
 
 from app import emails
-from app.schemas.auth import UserOut
+from app.schemas.accounts import AccountOut, UserOut
 
 _COLUMNS = "id::text, email, name, role, created_at"
 
@@ -16,10 +16,12 @@ class EmailTaken(Exception):
     """The email (compared without case) belongs to another user."""
 
 
-def _user(row) -> UserOut | None:
-    if row is None:
-        return None
+def _user(row) -> UserOut:
     return UserOut(id=row[0], email=row[1], name=row[2], role=row[3], created_at=row[4])
+
+
+def _user_or_none(row) -> UserOut | None:
+    return None if row is None else _user(row)
 
 
 def insert(cur, email: str, name: str, password_hash: str, role: str = "user") -> UserOut:
@@ -49,7 +51,7 @@ def password_hash(cur, user_id: str) -> str | None:
 
 def get(cur, user_id: str) -> UserOut | None:
     cur.execute(f"SELECT {_COLUMNS} FROM users WHERE id = %s", (user_id,))
-    return _user(cur.fetchone())
+    return _user_or_none(cur.fetchone())
 
 
 def lock_admins(cur) -> list[str]:
@@ -74,7 +76,7 @@ def update(cur, user_id: str, *, name: str | None = None, role: str | None = Non
         f" WHERE id = %s RETURNING {_COLUMNS}",
         (name, role, password_hash, user_id),
     )
-    return _user(cur.fetchone())
+    return _user_or_none(cur.fetchone())
 
 
 def page(cur, limit: int, after: tuple[datetime, str] | None) -> list[UserOut]:
@@ -89,3 +91,38 @@ def page(cur, limit: int, after: tuple[datetime, str] | None) -> list[UserOut]:
             (after[0], after[1], limit + 1),
         )
     return [_user(row) for row in cur.fetchall()]
+
+
+def mail_identity(cur, user_id: str) -> tuple[str, str, str, bool] | None:
+    """``(email, email_key, name, verified)`` of the account, for a mail to it."""
+    cur.execute("SELECT email, email_key, name, email_verified_at IS NOT NULL FROM users"
+                " WHERE id = %s", (user_id,))
+    return cur.fetchone()
+
+
+_ACCOUNT = f"{_COLUMNS}, email_verified_at IS NOT NULL"
+
+
+def _account(row) -> AccountOut | None:
+    if row is None:
+        return None
+    return AccountOut(id=row[0], email=row[1], name=row[2], role=row[3], created_at=row[4],
+                      email_verified=row[5])
+
+
+def account(cur, user_id: str) -> AccountOut | None:
+    """The user with its verification state (the export's profile)."""
+    cur.execute(f"SELECT {_ACCOUNT} FROM users WHERE id = %s", (user_id,))
+    return _account(cur.fetchone())
+
+
+def mark_email_verified(cur, user_id: str) -> AccountOut | None:
+    cur.execute("UPDATE users SET email_verified_at = coalesce(email_verified_at, now()),"
+                f" updated_at = now() WHERE id = %s RETURNING {_ACCOUNT}", (user_id,))
+    return _account(cur.fetchone())
+
+
+def set_password(cur, user_id: str, password_hash: str) -> bool:
+    cur.execute("UPDATE users SET password_hash = %s, updated_at = now() WHERE id = %s",
+                (password_hash, user_id))
+    return cur.rowcount == 1

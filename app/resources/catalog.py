@@ -5,10 +5,16 @@ from __future__ import annotations
 import falcon
 
 from app.catalog import etag
-from app.media import read_json, read_query, write_json
+from app.media import write_json
 from app.operations import ADMIN, PUBLIC, operation
 from app.schemas.catalog import (
-    CategoryIn, CategoryList, CategoryOut, ProductIn, ProductOut, ProductPage, ProductPatch,
+    CategoryIn,
+    CategoryList,
+    CategoryOut,
+    ProductIn,
+    ProductOut,
+    ProductPage,
+    ProductPatch,
     ProductQuery,
 )
 
@@ -41,9 +47,8 @@ class CategoriesResource:
 
     @operation(access=ADMIN, summary="Create a category", body=CategoryIn,
                response=CategoryOut, status=201, errors=(409,), tag="catalog")
-    def on_post(self, req, resp):
-        write_json(resp, self._catalog.create_category(read_json(req, CategoryIn)),
-                   falcon.HTTP_201)
+    def on_post(self, req, resp, body: CategoryIn):
+        write_json(resp, self._catalog.create_category(body))
 
 
 class ProductsResource:
@@ -54,14 +59,14 @@ class ProductsResource:
 
     @operation(access=PUBLIC, summary="Search and list products", query=ProductQuery,
                response=ProductPage, tag="catalog")
-    def on_get(self, req, resp):
-        _send_cached(req, resp, self._catalog.list_body(read_query(req, ProductQuery)))
+    def on_get(self, req, resp, query: ProductQuery):
+        _send_cached(req, resp, self._catalog.list_body(query))
 
     @operation(access=ADMIN, summary="Create a product", body=ProductIn, response=ProductOut,
                status=201, errors=(409,), tag="catalog")
-    def on_post(self, req, resp):
-        product = self._catalog.create_product(read_json(req, ProductIn))
-        write_json(resp, product, falcon.HTTP_201)
+    def on_post(self, req, resp, body: ProductIn):
+        product = self._catalog.create_product(body)
+        write_json(resp, product)
         resp.location = f"/v1/products/{product.id}"
 
 
@@ -78,17 +83,15 @@ class ProductResource:
 
     @operation(access=ADMIN, summary="Change a product (If-Match honoured)", body=ProductPatch,
                response=ProductOut, errors=(404, 409, 412), tag="catalog")
-    def on_patch(self, req, resp, product_id):
-        patch = read_json(req, ProductPatch)
+    def on_patch(self, req, resp, product_id, body: ProductPatch):
         if_match = req.get_header("If-Match")
-        _, body = self._catalog.update_product(
-            product_id, patch, _etags(if_match) if if_match else None)
-        resp.data = body
+        _, data = self._catalog.update_product(
+            product_id, body, _etags(if_match) if if_match else None)
+        resp.data = data
         resp.content_type = falcon.MEDIA_JSON
-        resp.set_header("ETag", etag(body))
+        resp.set_header("ETag", etag(data))
 
     @operation(access=ADMIN, summary="Delete a product", status=204, errors=(404,),
                tag="catalog")
     def on_delete(self, req, resp, product_id):
         self._catalog.delete_product(product_id)
-        resp.status = falcon.HTTP_204

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+import msgspec
+
 from app.errors import DatabaseUnavailable
 from app.media import write_json
 from app.operations import PUBLIC, operation
-from app.schemas.common import Health, Readiness
+from app.replicas import ReplicaStatus
+from app.schemas.health import Health, Readiness
 
 _HEALTHY = Health()
+
+
+class ReplicatedReadiness(Readiness, omit_defaults=True):
+    """Readiness plus each read replica; a degraded replica never fails the probe."""
+
+    replicas: list[ReplicaStatus] = msgspec.field(default_factory=list)
 
 
 class HealthResource:
@@ -25,17 +36,17 @@ class HealthResource:
 
 
 class ReadyResource:
-    """Readiness: 200 while Postgres answers; memcached is reported, not required."""
+    """Readiness: 200 while Postgres answers; memcached and replicas are reported, not required."""
 
     __slots__ = ("_services",)
 
     def __init__(self, services):
         self._services = services
 
-    @operation(access=PUBLIC, summary="Readiness probe", response=Readiness,
+    @operation(access=PUBLIC, summary="Readiness probe", response=ReplicatedReadiness,
                errors=(503,), tag="operations", rate_limited=False)
     def on_get(self, req, resp):
-        cache = "ok" if self._services.cache.ping() else "degraded"
+        cache: Literal["ok", "degraded"] = "ok" if self._services.cache.ping() else "degraded"
         if not self._services.database_ready():
             raise DatabaseUnavailable(
                 "the database does not answer",
@@ -43,4 +54,5 @@ class ReadyResource:
                          {"field": "cache", "message": cache}],
                 retry_after=5,
             )
-        write_json(resp, Readiness(status="ok", database="ok", cache=cache))
+        write_json(resp, ReplicatedReadiness(status="ok", database="ok", cache=cache,
+                                             replicas=self._services.catalog.replicas.statuses()))

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from app.schemas.text import ANY_CASE_UUID_PATTERN, Cursor, Text, anchored
+from app.schemas.common import ANY_CASE_UUID_PATTERN, DEFAULT_PAGE_LIMIT, Cursor, Input, PageLimit
+from app.schemas.text import Text, worded
 
 # Ids in any case are the same id (the contract); Structs holding them
 # lower-case them on decoding, so duplicate checks and SQL see one spelling.
@@ -21,11 +22,13 @@ UserId = Annotated[str, msgspec.Meta(pattern=ANY_CASE_UUID_PATTERN,
 AddressLine = Text(min_length=1, max_length=200)
 City = Text(min_length=1, max_length=100)
 PostalCode = Text(min_length=1, max_length=20)
-Country = Annotated[str, msgspec.Meta(pattern=anchored(r"[A-Z]{2}"),
-                                      description="ISO 3166-1 alpha-2 code")]
+Country = Annotated[str, msgspec.Meta(
+    pattern=worded(r"[A-Z]{2}", "must be an ISO 3166-1 alpha-2 code: 2 upper-case letters"),
+    description="ISO 3166-1 alpha-2 code",
+)]
 
 
-class OrderItemIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class OrderItemIn(Input, kw_only=True):
     product_id: ProductId
     quantity: Annotated[int, msgspec.Meta(ge=1, le=100)]
 
@@ -33,14 +36,14 @@ class OrderItemIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         self.product_id = self.product_id.lower()
 
 
-class Address(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class Address(Input, kw_only=True):
     line1: AddressLine
     city: City
     postal_code: PostalCode
     country: Country
 
 
-class OrderIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class OrderIn(Input, kw_only=True):
     items: Annotated[list[OrderItemIn], msgspec.Meta(min_length=1, max_length=50)]
     shipping_address: Address
 
@@ -53,7 +56,7 @@ class OrderItemOut(msgspec.Struct, kw_only=True):
 
 class OrderOut(msgspec.Struct, kw_only=True):
     id: str
-    user_id: str
+    user_id: str | None  # None: the account was deleted; the order stays for accounting
     status: Literal["placed", "cancelled"]
     items: list[OrderItemOut]
     total: str
@@ -67,9 +70,9 @@ class OrderPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
-class OrderQuery(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class OrderQuery(Input, kw_only=True):
     user_id: UserId | None = None
-    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    limit: PageLimit = DEFAULT_PAGE_LIMIT
     cursor: Cursor | None = None
 
     def __post_init__(self):

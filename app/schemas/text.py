@@ -35,19 +35,23 @@ NUL_FREE = r"\A[^\x00]*\Z"
 #: What a client is told when a field holds a NUL (errors.py maps NUL_FREE to it).
 NUL_MESSAGE = "text must not contain NUL (\\u0000) characters"
 
+#: Each pattern with what a client is told when a value fails it: words, never
+#: the regex (see app/schemas/messages.py). Filled by :func:`worded`.
+PATTERN_WORDS: dict[str, str] = {NUL_FREE: "must not contain NUL (\\u0000) characters"}
+
+
+def worded(body: str, words: str) -> str:
+    """``anchored(body)``, declared with the ``words`` a failing value is reported with.
+
+    ``words`` completes "<field> ...", e.g. "must be a UUID".
+    """
+    pattern = anchored(body)
+    PATTERN_WORDS[pattern] = words
+    return pattern
+
 
 def Text(min_length: int | None = None, max_length: int | None = None, **meta):  # noqa: N802
     """A free-text ``str`` field: bounded, and never holding a NUL."""
     return Annotated[str, msgspec.Meta(min_length=min_length, max_length=max_length,
                                        pattern=NUL_FREE, **meta)]
 
-
-#: A pagination cursor as a client sends it back (its content is checked on decoding).
-Cursor = Text(max_length=512)
-
-#: A UUID in canonical (lower-case) text form.
-UUID_PATTERN = anchored(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-#: A UUID as a client may send it: any case (the contract), lower-cased on decoding.
-ANY_CASE_UUID_PATTERN = anchored(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")

@@ -8,7 +8,7 @@ only ever asks for ids that exist there. The loading requests are made with
 ``requests``, outside locust's statistics.
 """
 
-import locust  # noqa: F401  first: locust gevent-patches the standard library on import
+import locust  # noqa: F401  first: locust gevent-patches the standard library on import  # isort: skip
 
 import logging
 import random
@@ -68,7 +68,7 @@ def load(host, pages=settings.POOL_PAGES):
         categories = response.json()["items"]
     pools.product_ids = [p["id"] for p in products]
     # Stock as of loading: orders for products sold out since answer 409, which
-    # write_mix counts apart.
+    # the shopper suite counts apart.
     pools.in_stock_ids = [p["id"] for p in products if p["stock"] > 0]
     pools.categories = [c["slug"] for c in categories]
     # Lower-case, as the search column is; short words would match nearly everything.

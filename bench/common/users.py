@@ -1,6 +1,6 @@
 """Base user classes: one HTTP client each, a client address, optional sign-in."""
 
-import locust  # noqa: F401  first: locust gevent-patches the standard library on import
+import locust  # noqa: F401  first: locust gevent-patches the standard library on import  # isort: skip
 
 import random
 import time
@@ -60,32 +60,66 @@ class ApiUser(FastHttpUser):
 
 
 class SignedInUser(ApiUser):
-    """A client signed in as one of the seeded accounts (user0..userN-1)."""
+    """A client signed in as one of the seeded accounts (user0..userN-1).
+
+    It signs in once, in on_start, and from then on keeps its session the way
+    a real client does: shortly before the access token expires it spends the
+    refresh token on POST /v1/auth/refresh and gets a new pair (rotation), so
+    a long run measures refreshes, not a login storm on the memory-hard KDF.
+    """
 
     abstract = True
     _next_account = 0
 
+    def credentials(self):
+        """(email, password) to sign in with; round-robin over the seeded accounts."""
+        email = f"user{SignedInUser._next_account % settings.SEEDED_USERS}@example.test"
+        SignedInUser._next_account += 1
+        return email, settings.PASSWORD
+
     def on_start(self):
         super().on_start()
-        # Round-robin over the seeded accounts, so each gets a share of the users.
-        self.email = f"user{SignedInUser._next_account % settings.SEEDED_USERS}@example.test"
-        SignedInUser._next_account += 1
+        self.email, self.password = self.credentials()
+        self.refresh_token = None
         self.login()
         if "Authorization" not in self.headers:
             raise StopUser()  # the failed login is in the statistics; nothing to do unsigned
 
     def login(self):
         self.token_renew_at = time.monotonic() + 30  # if this attempt fails, retry later
-        body = {"email": self.email, "password": settings.PASSWORD}
+        body = {"email": self.email, "password": self.password}
         with self.rest("POST", "/v1/auth/login", name="/v1/auth/login", json=body,
                        headers={"X-Real-IP": self.headers["X-Real-IP"]}) as r:
             assert r.status_code == 200, f"login answered {r.status_code}"
-            assert r.js["token_type"] == "Bearer", "token_type is not Bearer"
-            self.headers["Authorization"] = f"Bearer {r.js['access_token']}"
-            # Sign in again a minute before the access token expires (long soaks).
-            self.token_renew_at = time.monotonic() + max(r.js["expires_in"] - 60, 30)
+            self._take(r.js)
+
+    def refresh(self):
+        """Rotate the pair; a refused refresh (family revoked) falls back to a login."""
+        self.token_renew_at = time.monotonic() + 30
+        body = {"refresh_token": self.refresh_token}
+        with self.rest("POST", "/v1/auth/refresh", name="/v1/auth/refresh", json=body,
+                       headers={"X-Real-IP": self.headers["X-Real-IP"]}) as r:
+            assert r.status_code == 200, f"refresh answered {r.status_code}"
+            assert r.js["refresh_token"] != self.refresh_token, "the refresh token was not rotated"
+            self._take(r.js)
+            return
+        self.login()  # only reached when the refresh failed (the with-block swallows it)
+
+    def _take(self, pair):
+        assert pair["token_type"] == "Bearer", "token_type is not Bearer"
+        self.headers["Authorization"] = f"Bearer {pair['access_token']}"
+        self.refresh_token = pair["refresh_token"]
+        # Renew a minute before the access token expires (long soaks), or
+        # sooner when BENCH_REFRESH_S asks for refreshes under load.
+        lifetime = max(pair["expires_in"] - 60, 30)
+        if settings.REFRESH_S is not None:
+            lifetime = min(lifetime, settings.REFRESH_S)
+        self.token_renew_at = time.monotonic() + lifetime
 
     def api(self, method, path, name, headers=None, **kwargs):
         if time.monotonic() >= self.token_renew_at:
-            self.login()
+            if self.refresh_token:
+                self.refresh()
+            else:
+                self.login()
         return super().api(method, path, name, headers, **kwargs)

@@ -27,10 +27,10 @@ import jwt
 # Run as a script from anywhere: import hotpath from this checkout.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from hotpath import _jwt_py  # noqa: E402
+from hotpath import _jwt_py
 
 try:
-    from hotpath import _jwt_c  # noqa: E402
+    from hotpath import _jwt_c
 except ImportError:
     _jwt_c = None
 

@@ -91,7 +91,8 @@ def print_table(rows: list[Row]) -> None:
     widths = [max(len(c[i]) for c in cells) for i in range(3)]
     print()
     for n, row in enumerate(cells):
-        print(" | ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        line = " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print(line.rstrip())
         if n == 0:
             print("-|-".join("-" * w for w in widths))
 

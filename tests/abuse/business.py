@@ -77,7 +77,8 @@ def orders(port: int, seeded, created: dict) -> Row:
                       ("product id a number", 12345)):
         post(name, order_body([{"product_id": pid, "quantity": 1}]), (404, 422), None)
     for name, extra in (("price", {"price": "0.01"}), ("total", {"total": "0.00"}),
-                        ("status", {"status": "cancelled"}), ("user_id", {"user_id": seeded.users[1]["id"]}),
+                        ("status", {"status": "cancelled"}),
+                        ("user_id", {"user_id": seeded.users[1]["id"]}),
                         ("currency", {"currency": "XXX"}), ("id", {"id": str(uuid.uuid4())}),
                         ("created_at", {"created_at": "2000-01-01T00:00:00Z"})):
         post(f"order field {name!r}", order_body([{"product_id": p0, "quantity": 1}], **extra))
@@ -127,7 +128,7 @@ def orders(port: int, seeded, created: dict) -> Row:
         ("refresh with extra field", "POST", "/v1/auth/refresh",
          {"refresh_token": user["refresh"], "user_id": seeded.users[1]["id"]}, None),
     ):
-        headers = {**(who["headers"] if who else {}), "X-Real-IP": "10.60.0.%d" % (row.cases % 200)}
+        headers = {**(who["headers"] if who else {}), "X-Real-IP": f"10.60.0.{row.cases % 200}"}
         expect(row, name, client.call(method, path, body, headers), (422,), "validation_failed")
     client.close()
     return row

@@ -38,7 +38,8 @@ class Row:
         return "ok" + (f" ({self.note})" if self.note else "")
 
 
-def envelope_problem(status: int, headers: dict, body: bytes, code: str | None = None) -> str | None:
+def envelope_problem(status: int, headers: dict, body: bytes,
+                     code: str | None = None) -> str | None:
     """Why a 4xx/5xx answer is not the contract's JSON error envelope (None when it is)."""
     ctype = headers.get("content-type", "")
     if not ctype.startswith("application/json"):
@@ -155,7 +156,7 @@ def raw(port: int, payload: bytes | list, timeout: float = 5.0, pause: float = 0
             sock.settimeout(left)
             try:
                 chunk = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 break
             except ConnectionResetError:
                 closed = reset = True

@@ -10,13 +10,11 @@ after each probe, on a new connection, and no worker was replaced).
 
 from __future__ import annotations
 
-import json
 import time
 
 import gevent
 
-from tests.abuse.common import (Client, Row, describe, envelope_problem, healthz_within, raw,
-                                short)
+from tests.abuse.common import Client, Row, describe, envelope_problem, healthz_within, raw
 
 HOST = b"Host: abuse\r\n"
 
@@ -301,7 +299,7 @@ def run(stack, user: dict, log_path) -> list[Row]:
     for name, path, body, allowed in body_cases(user["access"]):
         payload = req("POST", path, ["Content-Type: application/json", auth,
                                      f"Content-Length: {len(body)}", "Connection: close",
-                                     "X-Real-IP: 10.77.0.%d" % (len(bodies.failures) + bodies.cases + 1)],
+                                     f"X-Real-IP: 10.77.0.{len(bodies.failures) + bodies.cases + 1}"],
                       body)
         ex = raw(port, payload, timeout=10, read_for=8)
         judge(bodies, port, name, ex, allowed, expect_close=False)
@@ -364,7 +362,7 @@ def slowloris(port: int, row: Row) -> None:
                         # an answer or EOF: the server cut it (an answer is a 408/400)
                         open_socks.remove(s)
                         closed_at.append(time.monotonic() - started)
-                except socket.timeout:
+                except TimeoutError:
                     pass
                 except OSError:
                     open_socks.remove(s)

@@ -23,7 +23,7 @@ import warnings
 
 import jwt as pyjwt
 
-from tests.abuse.common import Client, Row, envelope_problem, raw, describe, short
+from tests.abuse.common import Client, Row, describe, envelope_problem, raw, short
 
 ISSUER, AUDIENCE, TYP = "peregrine", "peregrine:access", "at+jwt"
 ATTACKER_KEY = b"attacker-key-" + b"k" * 40
@@ -114,9 +114,9 @@ def corpus(secret: bytes, user: dict, admin: dict, deleted: dict) -> list[tuple[
     add("jwk header (server key)", sign({**HEADER, "jwk": jwk}, ok, secret))
     # duplicate members: RFC 7515 §4 lets a parser take the last; the issuer
     # never writes duplicates, so a strict verifier refuses them outright.
-    dup_h = '{"alg":"HS256","typ":"at+jwt","alg":"none"}'.encode()
+    dup_h = b'{"alg":"HS256","typ":"at+jwt","alg":"none"}'
     add("duplicate alg (HS256 then none), unsigned", f"{b64(dup_h)}.{p}.")
-    dup_h2 = '{"alg":"none","typ":"at+jwt","alg":"HS256"}'.encode()
+    dup_h2 = b'{"alg":"none","typ":"at+jwt","alg":"HS256"}'
     signing = f"{b64(dup_h2)}.{p}"
     add("duplicate alg (none then HS256), server key",
         f"{signing}.{b64(hmac.new(secret, signing.encode(), hashlib.sha256).digest())}")
@@ -201,10 +201,12 @@ def run(port: int, secret: bytes, user: dict, admin: dict, deleted: dict) -> lis
     client = Client(port)
     # The control: the same construction with nothing wrong is accepted.
     now_ok = sign(HEADER, claims(user["id"]), secret)
-    status, _, body = client.call("GET", "/v1/users/me", headers={"Authorization": f"Bearer {now_ok}"})
+    status, _, body = client.call("GET", "/v1/users/me",
+                                  headers={"Authorization": f"Bearer {now_ok}"})
     refused.case(status == 200, f"control (a hand-made valid token) -> {status} {short(body)}")
     list_aud = sign(HEADER, claims(user["id"], aud=["other", AUDIENCE]), secret)
-    status, _, body = client.call("GET", "/v1/users/me", headers={"Authorization": f"Bearer {list_aud}"})
+    status, _, body = client.call("GET", "/v1/users/me",
+                                  headers={"Authorization": f"Bearer {list_aud}"})
     refused.case(status == 200, f"control (aud list holding ours, RFC 7519 4.1.3) -> {status}")
     for name, value in corpus(secret, user, admin, deleted):
         try:

@@ -1,6 +1,6 @@
 """The stack ``make abuse`` runs against: the pieces of ``make faults``, reused.
 
-A private Postgres and memcached (app.services), migrated, and gunicorn with
+A private Postgres and memcached (app.manage.services), migrated, and gunicorn with
 the shipped gunicorn.conf.py (tests.faults' Stack.serve), the general rate
 limit off (PEREGRINE_RATE_LIMIT_PER_MINUTE=0) so that a fuzzer's volume is
 not answered with 429s. Seeded with tests.faults' seed(): products, users
@@ -16,10 +16,10 @@ from pathlib import Path
 
 # tests.faults monkey-patches with gevent on import (its Client and load are
 # green); the abuse checks run green too, so importing it first is right.
-from tests.faults.__main__ import Client, Stack, seed  # noqa: F401 - re-exported
+from tests.faults.__main__ import Client, Stack, seed  # isort: skip
 
-from app.migrate import migrate
-from app.services import MemcachedServer, PostgresServer
+from app.manage.migrate import migrate
+from app.manage.services import MemcachedServer, PostgresServer
 
 JWT_SECRET = ("abuse-secret-" + "z" * 40).encode()
 

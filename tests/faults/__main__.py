@@ -38,8 +38,8 @@ from pathlib import Path  # noqa: E402
 import gevent  # noqa: E402
 import psycopg2  # noqa: E402
 
-from app.migrate import migrate  # noqa: E402
-from app.services import MemcachedServer, PostgresServer, free_port, wait_for_port  # noqa: E402
+from app.manage.migrate import migrate  # noqa: E402
+from app.manage.services import MemcachedServer, PostgresServer, free_port, wait_for_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "faults-password-1"
@@ -589,7 +589,7 @@ def main(argv=None) -> int:
     header = ("scenario", "load held", "errors seen", "data check")
     print(f"\n{len(mcs)} memcached node(s), {args.concurrency} concurrent clients")
     for row in (header, tuple("-" * w for w in widths), *rows):
-        print(" | ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+        print(" | ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
     if failed:
         print(f"\nfaults: some checks FAILED (logs in {root})")
         return 1

@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 
 from hotpath import _jwt_py
 from hotpath._jwt_errors import InvalidTokenError
-from tests.hotpath.twins import NOT_BUILT
-from tests.hotpath.twins import jwt_c as _jwt_c
+from tests.support import twins
 
-needs_compiled = pytest.mark.skipif(_jwt_c is None, reason=NOT_BUILT)
+_jwt_c = twins.compiled("jwt")
+needs_compiled = pytest.mark.skipif(_jwt_c is None, reason=twins.NOT_BUILT.format("jwt"))
 
 KEY = bytes(range(100, 132))
 ISSUER = "peregrine"

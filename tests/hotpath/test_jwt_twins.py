@@ -15,13 +15,9 @@ import pytest
 
 from hotpath import _jwt_py
 from hotpath._jwt_errors import InvalidTokenError
-from tests.hotpath.twins import NOT_BUILT
-from tests.hotpath.twins import jwt_c as _jwt_c
+from tests.support import twins
 
-TWINS = [
-    pytest.param(_jwt_py, id="py"),
-    pytest.param(_jwt_c, id="c", marks=pytest.mark.skipif(_jwt_c is None, reason=NOT_BUILT)),
-]
+TWINS = twins.params("jwt")
 
 KEY = bytes(range(100, 132))
 OTHER_KEY = bytes(range(200, 232))

@@ -138,7 +138,8 @@ def test_change_password_revokes_every_refresh_family(client):
                                   json={"current_password": "not it", "password": "new password 1"})
     assert wrong.status_code == 403
     changed = client.simulate_patch("/v1/users/me", headers=user["headers"],
-                                    json={"current_password": PASSWORD, "password": "new password 1"})
+                                    json={"current_password": PASSWORD,
+                                          "password": "new password 1"})
     assert changed.status_code == 200
     for refresh in (user["refresh_token"], other_session["refresh_token"]):
         assert client.simulate_post("/v1/auth/refresh",

@@ -12,27 +12,11 @@ import time
 
 import pytest
 
+from tests.support.http import exchange_until_closed
 from tests.support.waiting import wait_until
 
-HEAD = ("POST /v1/auth/register HTTP/1.1\r\nHost: t\r\n"
-        "Content-Type: application/json\r\n").encode()
-
-
-def exchange_until_closed(port: int, payload: bytes, timeout: float = 5.0):
-    """Send ``payload``; return (bytes received, whether the server closed)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(payload)
-        chunks = []
-        while True:
-            try:
-                data = sock.recv(65536)
-            except socket.timeout:
-                return b"".join(chunks), False
-            except ConnectionResetError:
-                return b"".join(chunks), True
-            if not data:
-                return b"".join(chunks), True
-            chunks.append(data)
+HEAD = (b"POST /v1/auth/register HTTP/1.1\r\nHost: t\r\n"
+        b"Content-Type: application/json\r\n")
 
 
 def split_response(raw: bytes):
@@ -76,7 +60,7 @@ def _drain(receiver) -> list[str]:
     try:
         while True:
             packets.extend(receiver.recv(65536).decode().split("\n"))
-    except socket.timeout:
+    except TimeoutError:
         return packets
 
 

@@ -3,7 +3,8 @@
 import time
 
 from app.cache import Cache
-from app.services import MemcachedServer, free_port
+from app.manage.services import MemcachedServer
+from tests.support.processes import free_port
 
 
 def test_add_and_incr_report_what_really_happened(memcached, cache_flushed):

@@ -7,113 +7,21 @@ once and by the other instance within the contract's second once the node is
 back, never the value from before the write.
 """
 
-import contextlib
-import os
-import signal
 import time
-from dataclasses import replace
 
-import falcon.testing
 import gevent
 import pytest
 from pymemcache.client.base import Client
 
 from app.cache import Cache, key
-from app.factory import create_app
-from app.services import MemcachedServer, free_port
 from tests.support.api import new_user
-from tests.support.catalog import create_product
+from tests.support.catalog import create_product, listed_prices, patch_price, price
+from tests.support.greenlets import green_wait_until
 from tests.support.http import request
-from tests.support.metrics import CountingMetrics
+from tests.support.memcached import stopped
+from tests.support.processes import free_port
 
 VISIBLE_WITHIN = 1.0  # the contract's bound for other nodes
-
-
-@contextlib.contextmanager
-def stopped(server: MemcachedServer):
-    """The memcached process frozen: connections hang rather than fail."""
-    os.kill(server.proc.pid, signal.SIGSTOP)
-    # kill() only queues the stop: wait until every thread is stopped, or one
-    # still running could answer a request "sent to a frozen server".
-    green_wait_until(lambda: _all_threads_stopped(server.proc.pid), 5.0)
-    try:
-        yield
-    finally:
-        os.kill(server.proc.pid, signal.SIGCONT)
-
-
-def _all_threads_stopped(pid: int) -> bool:
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/stat") as f:
-            if f.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
-                return False
-    return True
-
-
-def green_wait_until(predicate, timeout: float):
-    """Poll ``predicate`` yielding to gevent (the epoch pollers run meanwhile)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        gevent.sleep(0.01)
-
-
-@pytest.fixture
-def memcached_nodes(run_dir):
-    """Start ``count`` dedicated memcached servers (stopped after the test)."""
-    started = []
-
-    def start(count):
-        for _ in range(count):
-            server = MemcachedServer(run_dir / f"memcached-outage-{free_port()}")
-            server.start()
-            started.append(server)
-        return started[-count:]
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-@pytest.fixture
-def instances(config, db):
-    """``instances(servers, n)``: n apps (service nodes) on the given memcached servers."""
-    apps = []
-
-    def build(servers, count=2):
-        node_config = replace(config, rate_limit_per_minute=0,
-                              memcached_servers=tuple(("127.0.0.1", s.port) for s in servers))
-        for _ in range(count):
-            metrics = CountingMetrics()
-            app = create_app(node_config, metrics=metrics, configure_logging=False)
-            apps.append(app)
-        return [(falcon.testing.TestClient(a), a) for a in apps[-count:]]
-
-    yield build
-    for app in apps:
-        app.deps.close()
-
-
-def price(client, product_id):
-    result = client.simulate_get(f"/v1/products/{product_id}")
-    assert result.status_code == 200, result.text
-    return result.json["price"]
-
-
-def listed_prices(client, query):
-    result = client.simulate_get("/v1/products", query_string=query)
-    assert result.status_code == 200, result.text
-    return {p["id"]: p["price"] for p in result.json["items"]}
-
-
-def patch_price(client, admin, product_id, new_price):
-    result = client.simulate_patch(f"/v1/products/{product_id}", json={"price": new_price},
-                                   headers=admin["headers"])
-    assert result.status_code == 200, result.text
 
 
 def trip_breaker(app, product_id):
@@ -236,7 +144,7 @@ def test_a_dead_node_opens_only_its_own_breaker_and_its_keys_are_not_moved(
     live = [("127.0.0.1", memcached.port), ("127.0.0.1", second.port)]
     cache = Cache([*live, dead], connect_timeout=0.05, timeout=0.05, breaker_threshold=2)
     keys = [f"t:moved:{i}" for i in range(60)]
-    dead_keys = [k for k in keys if cache.owner(k) == "127.0.0.1:%d" % dead[1]]
+    dead_keys = [k for k in keys if cache.owner(k) == f"127.0.0.1:{dead[1]}"]
     live_keys = [k for k in keys if k not in dead_keys]
     assert dead_keys and live_keys
     for k in keys:

@@ -6,32 +6,16 @@ write: the reader's late store must not win over the invalidation.
 """
 
 import gevent
-import gevent.event
 import pytest
 
 from app.cache import Cache
 from app.metrics import NullMetrics
-from app.queries import catalog as catalog_queries
 from app.readthrough import ReadThrough
 from tests.support.api import new_user
 from tests.support.catalog import create_product
+from tests.support.greenlets import Pause, finish, start_reader
 
 ADDRESS = {"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"}
-
-
-class Pause:
-    """Called by a loader: holds it (after it read its data) until released."""
-
-    def __init__(self):
-        self.reached = gevent.event.Event()
-        self.released = gevent.event.Event()
-
-    def __call__(self):
-        self.reached.set()
-        assert self.released.wait(10), "never released"
-
-    def wait_reached(self):
-        assert self.reached.wait(10), "the reader never got to its load"
 
 
 class Clock:
@@ -115,42 +99,6 @@ def test_a_late_refresh_does_not_overwrite_a_newer_fill(cache):
 
 
 # -- the catalog against Postgres -----------------------------------------------
-
-
-@pytest.fixture
-def admin(client, db):
-    return new_user(client, "admin", db)
-
-
-@pytest.fixture
-def paused_query(monkeypatch):
-    """``paused_query(name)``: the reader greenlet's ``name`` query pauses after running."""
-
-    def install(name):
-        real, pause = getattr(catalog_queries, name), Pause()
-        pause.reader = None
-
-        def query(*args, **kwargs):
-            result = real(*args, **kwargs)
-            if gevent.getcurrent() is pause.reader:
-                pause()
-            return result
-
-        monkeypatch.setattr(catalog_queries, name, query)
-        return pause
-
-    return install
-
-
-def start_reader(pause, call, *args, **kwargs):
-    pause.reader = gevent.spawn(call, *args, **kwargs)
-    pause.wait_reached()
-    return pause.reader
-
-
-def finish(pause):
-    pause.released.set()
-    return pause.reader.get(timeout=10)
 
 
 def place_order(client, user, product_id, quantity):

@@ -11,11 +11,6 @@ from tests.support.catalog import create_category, create_product
 from tests.support.metrics import CountingMetrics
 
 
-@pytest.fixture
-def admin(client, db):
-    return new_user(client, "admin", db)
-
-
 def test_create_and_read_a_product(client, admin):
     create_category(client, admin)
     product = create_product(client, admin, name="Claw Hammer", price="1200.00",
@@ -206,7 +201,7 @@ def test_missing_ids_hit_postgres_once_per_negative_ttl(config, db, cache_flushe
 
 
 def test_catalog_reads_survive_memcached_outage(config, db, run_dir):
-    from app.services import MemcachedServer
+    from app.manage.services import MemcachedServer
 
     outage = MemcachedServer(run_dir / "memcached-catalog")
     outage.start()

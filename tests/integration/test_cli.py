@@ -7,8 +7,8 @@ import sys
 import psycopg2
 import pytest
 
-from app.migrate import migrate
-from app.seed import SEED_PASSWORD, seed
+from app.manage.migrate import migrate
+from app.manage.seed import SEED_PASSWORD, seed
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -30,8 +30,12 @@ def test_services_up_is_idempotent_and_prints_exports(run_dir):
         assert first == second, "a second `up` changed ports or secrets"
         exports = dict(line.removeprefix("export ").split("=", 1)
                        for line in first.splitlines())
-        assert set(exports) == {"PEREGRINE_DATABASE_URL", "PEREGRINE_MEMCACHED_SERVERS",
-                                "PEREGRINE_JWT_SECRET"}
+        assert {"PEREGRINE_DATABASE_URL", "PEREGRINE_MEMCACHED_SERVERS",
+                "PEREGRINE_JWT_SECRET"} <= set(exports)
+        assert all(name.startswith("PEREGRINE_") for name in exports), exports
+        # No replicas asked for: the variable is exported empty, so a shell
+        # that had replicas before stops reading from them.
+        assert exports.get("PEREGRINE_DATABASE_REPLICA_URLS", "''") in ("", "''")
         conn = psycopg2.connect(exports["PEREGRINE_DATABASE_URL"])
         conn.close()
         assert "running" in cli("services", "status", env=env).stdout

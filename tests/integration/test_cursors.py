@@ -50,11 +50,6 @@ def assert_cursor_422(result, value):
     assert body["request_id"] == result.headers["x-request-id"]
 
 
-@pytest.fixture
-def admin(client, db):
-    return new_user(client, "admin", db)
-
-
 @pytest.mark.parametrize(("sort", "crafted"), [
     ("-created_at", ANY_ROUTE + DATETIME), ("created_at", DATETIME),
     ("price", ANY_ROUTE + DECIMAL), ("-price", DECIMAL),

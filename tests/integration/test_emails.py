@@ -13,7 +13,7 @@ import pytest
 
 from app.config import Config
 from app.factory import create_app
-from app.migrate import migrate
+from app.manage.migrate import migrate
 from tests.support.api import PASSWORD
 
 UTF8_DB = "peregrine_utf8"

@@ -2,6 +2,7 @@
 
 from tests.support.http import raw_exchange
 
+
 def test_head_on_a_live_worker_keeps_the_connection_in_step(live_server):
     reply = raw_exchange(live_server.port,
                          b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"

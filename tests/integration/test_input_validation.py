@@ -48,11 +48,6 @@ def assert_all_422(send, value: str, field: str):
     assert not wrong, wrong
 
 
-@pytest.fixture
-def admin(client, db):
-    return new_user(client, "admin", db)
-
-
 # -- the schemas themselves ---------------------------------------------------
 
 
@@ -267,3 +262,11 @@ def test_an_ipv6_scope_id_in_x_real_ip_is_not_a_500(client, db, forwarded):
     result = client.simulate_post("/v1/auth/login", headers={"X-Real-IP": forwarded},
                                   json={"email": "nobody@example.test", "password": "wrong"})
     assert result.status_code == 401, result.text
+
+
+def test_the_text_null_in_a_query_is_a_value_not_an_absence(client):
+    # A query string has no null: ?in_stock=null is a bad boolean, not "no filter".
+    result = client.simulate_get("/v1/products", query_string="in_stock=null")
+    body = assert_422(result, "$.in_stock")
+    assert body["error"]["details"][0]["message"] == "must be true or false, not a string"
+    assert client.simulate_get("/v1/products", query_string="q=null").status_code == 200

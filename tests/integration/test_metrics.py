@@ -12,7 +12,7 @@ def _receive_lines(receiver):
     try:
         while True:
             lines += receiver.recv(65536).decode().split("\n")
-    except socket.timeout:
+    except TimeoutError:
         pass
     return lines
 
@@ -59,7 +59,7 @@ def test_counters_are_summed_and_every_timer_sample_is_kept():
         try:
             while True:
                 datagrams.append(receiver.recv(65536))
-        except socket.timeout:
+        except TimeoutError:
             pass
     finally:
         client.close()

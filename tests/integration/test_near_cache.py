@@ -11,14 +11,11 @@ import time
 
 import pytest
 
-from tests.integration.test_cache_outages import (  # noqa: F401 - fixtures
-    green_wait_until, instances, memcached_nodes,
-)
-from tests.integration.test_cache_races import Pause, finish, start_reader  # noqa: F401
-from tests.integration.test_cache_races import admin, paused_query  # noqa: F401 - fixtures
 from tests.support.api import PASSWORD, unique_email
-from tests.support.catalog import create_product
+from tests.support.catalog import create_product, patch_price, price
+from tests.support.greenlets import Pause, finish, green_wait_until, start_reader
 from tests.support.http import request
+from tests.support.memcached import stopped
 
 ADDRESS = {"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"}
 VISIBLE_WITHIN = 1.0
@@ -194,7 +191,6 @@ def test_a_lost_invalidation_fails_another_nodes_near_entries_by_the_epoch(
         db, memcached_nodes, instances):
     """The delete times out (memcached frozen): the epoch, not the ttl, must drop B's entry."""
     from app.nearcache import NearCache, Slots
-    from tests.integration.test_cache_outages import patch_price, price, stopped
     from tests.support.api import new_user
 
     (node,) = memcached_nodes(1)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from app.services import free_port, wait_for_port
 from tests.support.http import request
+from tests.support.processes import free_port, stop_process, wait_for_port
 
 jinja2 = pytest.importorskip("jinja2", reason="Jinja2 renders the nginx templates")
 
@@ -109,7 +109,7 @@ class Nginx:
                                 capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
 
-    def start(self) -> "Nginx":
+    def start(self) -> Nginx:
         self.test_config()
         self.proc = subprocess.Popen([NGINX, "-c", str(self.conf), "-g", "daemon off;"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -121,13 +121,7 @@ class Nginx:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()  # TERM: fast shutdown of master and workers
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, grace=10)  # TERM: fast shutdown of master and workers
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -160,7 +154,7 @@ class StubUpstream(socketserver.ThreadingTCPServer):
 
     @property
     def address(self) -> str:
-        return "127.0.0.1:%d" % self.server_address[1]
+        return f"127.0.0.1:{self.server_address[1]}"
 
 
 class _StubHandler(socketserver.StreamRequestHandler):
@@ -252,7 +246,7 @@ def test_an_upstream_that_does_not_answer_in_time_is_a_json_504(nginx_factory):
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
-        nginx = nginx_factory(["127.0.0.1:%d" % silent.getsockname()[1]],
+        nginx = nginx_factory([f"127.0.0.1:{silent.getsockname()[1]}"],
                               nginx_proxy_read_timeout="1s", nginx_proxy_send_timeout="1s")
         result = request(nginx.url + "/v1/products")
     assert_nginx_envelope(result, 504, "unavailable")

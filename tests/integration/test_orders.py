@@ -8,11 +8,6 @@ from tests.support.catalog import create_product
 ADDRESS = {"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"}
 
 
-@pytest.fixture
-def admin(client, db):
-    return new_user(client, "admin", db)
-
-
 def order(client, user, lines, key=None):
     headers = dict(user["headers"])
     if key is not None:
@@ -38,7 +33,8 @@ def test_place_an_order(client, admin):
         {"product_id": hammer["id"], "quantity": 2, "unit_price": "12.50"},
         {"product_id": saw["id"], "quantity": 1, "unit_price": "3.25"}]
     assert stock(client, hammer["id"]) == 3 and stock(client, saw["id"]) == 4
-    fetched = client.simulate_get(f"/v1/orders/{body['id']}", headers=user["headers"])
+    assert result.headers["Location"] == f"/v1/orders/{body['id']}"
+    fetched = client.simulate_get(result.headers["Location"], headers=user["headers"])
     assert fetched.status_code == 200 and fetched.json == body
 
 
@@ -92,6 +88,9 @@ def test_idempotent_retry_returns_the_first_order_and_takes_stock_once(client, a
     second = order(client, user, [(product["id"], 2)], key="retry-1")
     assert first.status_code == second.status_code == 201
     assert first.content == second.content
+    # The replay is the same 201, naming the same order.
+    assert second.headers["Location"] == first.headers["Location"] == (
+        f"/v1/orders/{first.json['id']}")
     assert stock(client, product["id"]) == 3
     with db.cursor() as cur:
         cur.execute("SELECT count(*) FROM orders")

@@ -4,7 +4,6 @@ import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-
 from tests.support.api import PASSWORD, unique_email
 from tests.support.http import request
 

@@ -138,7 +138,7 @@ def test_connections_carry_server_side_time_bounds(postgres):
 
 
 def test_unreachable_database_fails_fast_with_unavailable():
-    from app.services import free_port
+    from tests.support.processes import free_port
 
     pool = Pool(f"postgresql://nobody@127.0.0.1:{free_port()}/none", size=1,
                 timeout=1, connect_timeout=1)

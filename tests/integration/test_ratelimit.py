@@ -11,8 +11,8 @@ from app.errors import RateLimited
 from app.factory import create_app
 from app.metrics import NullMetrics
 from app.ratelimit import Limit, RateLimiter
-from app.services import free_port
 from tests.support.api import new_user, register, unique_email
+from tests.support.processes import free_port
 
 
 def allowed(limiter, limit, identity):

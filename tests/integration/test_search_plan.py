@@ -1,6 +1,6 @@
 """Product search on a 100k catalog uses the trigram index, not a scan."""
 
-from app.queries.catalog import explain_search
+from app.queries.products import explain_search
 
 
 def test_search_on_a_hundred_thousand_products_uses_the_trigram_index(db):

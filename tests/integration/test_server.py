@@ -74,7 +74,7 @@ def test_postgres_down_is_503_then_recovers(live_server, postgres):
 
 def test_memcached_down_degrades_readiness_but_keeps_serving(
         live_server_factory, run_dir):
-    from app.services import MemcachedServer
+    from app.manage.services import MemcachedServer
 
     cache = MemcachedServer(run_dir / "memcached-outage")
     cache.start()

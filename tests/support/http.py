@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -37,17 +38,25 @@ def request(url: str, method: str = "GET", body=None, headers=None, timeout: flo
 
 def raw_exchange(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
     """Send raw bytes, return everything the server sends until it closes."""
-    import socket
+    return exchange_until_closed(port, payload, timeout)[0]
 
+
+def exchange_until_closed(port: int, payload: bytes,
+                          timeout: float = 5.0) -> tuple[bytes, bool]:
+    """Send raw bytes; return what the server sent and whether it closed the connection.
+
+    ``False`` means the server kept the connection open for ``timeout``.
+    """
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(payload)
         chunks = []
         while True:
             try:
                 data = sock.recv(65536)
-            except (socket.timeout, ConnectionResetError):
-                break
+            except TimeoutError:
+                return b"".join(chunks), False
+            except ConnectionResetError:
+                return b"".join(chunks), True
             if not data:
-                break
+                return b"".join(chunks), True
             chunks.append(data)
-        return b"".join(chunks)

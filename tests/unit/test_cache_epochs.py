@@ -9,7 +9,7 @@ import pytest
 from app import cache_epochs
 from app.cache import Cache, key
 from app.cache_epochs import Epochs
-from app.services import free_port
+from tests.support.processes import free_port
 
 NODE = "10.0.0.1:11211"
 

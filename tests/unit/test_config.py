@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from app.config import Config, ConfigError
@@ -51,4 +53,17 @@ def test_worker_class_short_names_map_to_gunicorn_paths():
 
 
 def test_rate_limit_zero_disables_the_general_limit():
-    assert Config.from_env({**GOOD, "PEREGRINE_RATE_LIMIT_PER_MINUTE": "0"}).rate_limit_per_minute == 0
+    config = Config.from_env({**GOOD, "PEREGRINE_RATE_LIMIT_PER_MINUTE": "0"})
+    assert config.rate_limit_per_minute == 0
+
+
+def test_unset_variables_mean_the_declared_defaults():
+    # One set of defaults: what the dataclass declares is what an unset variable gives.
+    required = {"database_url": GOOD["PEREGRINE_DATABASE_URL"],
+                "memcached_servers": (("127.0.0.1", 11211), ("10.0.0.2", 11211)),
+                "jwt_secret": b"s" * 32}
+    assert Config.from_env(GOOD) == Config(**required)
+
+
+def test_workers_default_to_one_per_usable_core():
+    assert Config.from_env(GOOD).workers == len(os.sched_getaffinity(0))

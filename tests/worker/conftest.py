@@ -7,7 +7,6 @@ on free loopback ports.
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,18 +16,14 @@ from pathlib import Path
 import httptools
 import pytest
 
+from tests.support.processes import free_port, stop_process, wait_until_ready
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 STOCK = "gevent"
 OURS = "hotpath.worker.GeventHTTPWorker"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -45,32 +40,25 @@ class Server:
         self.proc = subprocess.Popen(self.args, cwd=HERE, env=env,
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.proc.stderr.read()}")
-            try:
-                responses, _ = exchange(self.port, b"GET /ready HTTP/1.1\r\n"
-                                        b"Host: t\r\nConnection: close\r\n\r\n")
-                if responses and responses[0].status == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"gunicorn {self.args} did not start")
+        try:
+            wait_until_ready(self._answers, self.proc, deadline,
+                             lambda: self.proc.stderr.read() if self.proc.poll() is not None
+                             else " ".join(self.args))
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
+
+    def _answers(self) -> bool:
+        responses, _ = exchange(self.port, b"GET /ready HTTP/1.1\r\n"
+                                b"Host: t\r\nConnection: close\r\n\r\n")
+        return bool(responses) and responses[0].status == 200
 
     def signal(self, signum):
         self.proc.send_signal(signum)
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, grace=15)
         return self.proc.stderr.read() if self.proc is not None else ""
 
 
@@ -123,7 +111,7 @@ def read_responses(sock, count, timeout=5.0, linger=0.3):
         sock.settimeout(max(end - time.monotonic(), 0.01))
         try:
             data = sock.recv(65536)
-        except (socket.timeout, ConnectionResetError):
+        except (TimeoutError, ConnectionResetError):
             return finals(), True
         if not data:
             return finals(), True
@@ -131,7 +119,7 @@ def read_responses(sock, count, timeout=5.0, linger=0.3):
     sock.settimeout(linger)
     try:
         data = sock.recv(65536)
-    except socket.timeout:
+    except TimeoutError:
         return finals(), False
     except ConnectionResetError:
         return finals(), True

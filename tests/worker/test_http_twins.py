@@ -11,15 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hotpath import _http_py, http
+from tests.support import twins
 
-try:
-    from hotpath import _http_c
-except ImportError:
-    _http_c = None
-
-TWINS = [pytest.param(_http_py, id="py"),
-         pytest.param(_http_c, id="c", marks=pytest.mark.skipif(
-             _http_c is None, reason="compiled twin not built"))]
+_http_c = twins.compiled("http")
+TWINS = twins.params("http")
 LIMITS = (4094, 100, 8190)
 TEMPLATE = {"SCRIPT_NAME": "", "wsgi.url_scheme": "http", "REMOTE_ADDR": "127.0.0.1"}
 SCHEME_HEADERS = {"X-FORWARDED-PROTO": "https"}
@@ -228,12 +223,6 @@ def test_error_envelope_for_413():
     assert data.startswith(b"HTTP/1.1 413 Content Too Large\r\n")
     assert data.endswith(b'{"error":{"code":"payload_too_large","message":"too big"},'
                          b'"request_id":"abc"}')
-
-
-def test_facade_reports_the_loaded_twin():
-    from hotpath._flags import NO_EXTENSIONS
-
-    assert http.COMPILED is (_http_c is not None and not NO_EXTENSIONS)
 
 
 # -- chunk-size lines and trailer sections are bounded (CVE-2024-22019 class) --

@@ -168,7 +168,7 @@ def _trickle(port, path, interval=0.25, limit=8.0):
             sock.settimeout(interval)
             try:
                 data = sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except ConnectionResetError:
                 return time.monotonic() - started, received, True

@@ -15,6 +15,11 @@
 #   idempotence site.yml, second run: fails unless changed=0
 #   services   PostgreSQL, memcached, collectd, the app (from its unit file) and nginx
 #   checks     config values, /readyz through nginx, slow-client cut-off, the API chain
+#   backup     pgbackrest check, full + diff backup, the restore drill (and that it fails
+#              when aimed at a restore point that does not exist), metrics, units
+#   maintenance prune unit and timer, journald limits, collectd CSV ageing
+#   firewall   the role's nftables rules loaded into the test's network namespace and
+#              probed over a veth pair from a second namespace the test creates
 #
 # The host is never changed beyond installing those packages and the cache directory:
 # no sysctl, no hostname, no service, no mount outside the private mount namespace.
@@ -40,7 +45,7 @@ LOGS=$WORK/logs
 VENV=$ANSIBLE_DIR/.cache/venv
 INVENTORY=$HERE/inventory/hosts.yml
 
-UNSHARE_PID="" NS_PID="" SLIRP_PID="" LINT_PID=""
+UNSHARE_PID="" NS_PID="" SLIRP_PID="" LINT_PID="" PROBE_PID="" FW_LISTEN_PID=""
 START=$(date +%s.%N)
 PHASE="" PHASE_START=""
 TIMINGS=() RESULTS=() FAILED=0
@@ -76,6 +81,8 @@ cleanup() {
     # SIGKILL to the namespace's init takes every process in the namespace with it, and the
     # mount namespace (with all the root's mounts) goes away with its last process.
     # (unshare --fork ignores SIGTERM itself, so kill its child, not unshare.)
+    [ -n "$PROBE_PID" ] && kill -KILL "$PROBE_PID" 2>/dev/null
+    [ -n "$FW_LISTEN_PID" ] && kill -KILL "$FW_LISTEN_PID" 2>/dev/null
     [ -n "$NS_PID" ] && kill -KILL "$NS_PID" 2>/dev/null
     [ -n "$UNSHARE_PID" ] && { kill -KILL "$UNSHARE_PID" 2>/dev/null; wait "$UNSHARE_PID" 2>/dev/null; }
     [ -n "$SLIRP_PID" ] && { kill "$SLIRP_PID" 2>/dev/null; wait "$SLIRP_PID" 2>/dev/null; }
@@ -123,7 +130,7 @@ if [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
     echo "$want" >"$VENV/.requirements.sha256"
 fi
 export PATH="$VENV/bin:$PATH"
-export ANSIBLE_CONFIG="$ANSIBLE_DIR/ansible.cfg" ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1
+export ANSIBLE_CONFIG="$ANSIBLE_DIR/ansible.cfg" ANSIBLE_FORCE_COLOR=0 ANSIBLE_NOCOLOR=1 ANSIBLE_NOCOWS=1
 cd "$ANSIBLE_DIR"
 
 # --- syntax check now, lint in the background ----------------------------------------
@@ -320,8 +327,9 @@ check "memcached runs with -m 1638 -c 4096 -t 4 on 127.0.0.1, UDP off" \
           grep -qx "STAT udpport 0" <<<"$mc_stats" && grep -qx "STAT inter 127.0.0.1" <<<"$mc_stats"'
 check "collectd's statsd plugin listens on 127.0.0.1:8125/udp" \
     eval 'on_net ss -Hlun "sport = :8125" | grep -q 127.0.0.1:8125'
-check "systemd-analyze verify accepts peregrine.service and locust-worker.service" \
-    in_ns systemd-analyze verify /etc/systemd/system/peregrine.service /etc/systemd/system/locust-worker.service
+check "systemd-analyze verify accepts peregrine.service, peregrine-deliver.service and locust-worker.service" \
+    in_ns systemd-analyze verify /etc/systemd/system/peregrine.service /etc/systemd/system/peregrine-deliver.service \
+        /etc/systemd/system/locust-worker.service
 check "peregrine.service stops gracefully (TimeoutStopSec > graceful_timeout) with LimitNOFILE" \
     eval 'grep -qx "TimeoutStopSec=35" "$unit" && grep -qx "KillMode=mixed" "$unit" && grep -qx "LimitNOFILE=65536" "$unit" &&
           grep -q "graceful-timeout 25" "$ROOT/etc/peregrine/peregrine.env"'
@@ -402,6 +410,207 @@ if [ -n "$master" ]; then
 else
     fail "find the gunicorn master to stop it"
 fi
+
+# --- backup ---------------------------------------------------------------------------
+phase backup "pgBackRest: archiving, full + diff backup, restore drill at a named restore point"
+as_pg() { in_ns runuser -u postgres -- "$@"; }
+timers_enabled() {
+    local t
+    for t in "$@"; do [ -L "$ROOT/etc/systemd/system/timers.target.wants/$t.timer" ] || return 1; done
+}
+backup_unit=$ROOT/etc/systemd/system/peregrine-backup@.service
+check "PostgreSQL archives WAL through pgBackRest (archive_mode on, archive_timeout 60 s)" \
+    eval 'expect_eq archive_mode "$(psql_show archive_mode)" on && expect_eq archive_timeout "$(psql_show archive_timeout)" 1min &&
+          psql_show archive_command | grep -q "pgbackrest --stanza=peregrine archive-push"'
+check "the repository is encrypted (repo1-cipher-type aes-256-cbc, config 0640 root:postgres)" \
+    eval 'grep -qx "repo1-cipher-type=aes-256-cbc" "$ROOT/etc/pgbackrest.conf" &&
+          [ "$(in_ns stat -c %a:%U:%G /etc/pgbackrest.conf)" = 640:root:postgres ]'
+check "pgbackrest check (WAL reaches the repository)" \
+    eval 'as_pg pgbackrest --stanza=peregrine check >"$LOGS/pgbackrest-check.log" 2>&1'
+# What the timers' unit runs (ExecStart=... %i), then its ExecStopPost as root.
+backup_exec=$(sed -n 's/^ExecStart=//p' "$backup_unit")
+for kind in full diff; do
+    t0=$(date +%s.%N)
+    if as_pg ${backup_exec//%i/$kind} >"$LOGS/backup-$kind.log" 2>&1 &&
+       in_ns /usr/local/sbin/peregrine-backup-publish "peregrine_backup_$kind"; then
+        pass "$kind backup through peregrine-backup@$kind.service's command ($(elapsed "$t0") s)"
+    else
+        tail -n 10 "$LOGS/backup-$kind.log" | sed 's/^/      /'
+        fail "$kind backup"
+    fi
+done
+check "the backups' last-success metrics are published for the textfile collector" \
+    eval 'grep -q "^peregrine_backup_last_success_timestamp_seconds{type=\"full\"} [0-9]" "$ROOT/var/lib/prometheus/node-exporter/peregrine_backup_full.prom" &&
+          grep -q "{type=\"diff\"}" "$ROOT/var/lib/prometheus/node-exporter/peregrine_backup_diff.prom"'
+check "pgbackrest info lists the full and the diff backup" \
+    eval 'as_pg pgbackrest --stanza=peregrine info >"$LOGS/pgbackrest-info.log" 2>&1 &&
+          grep -q "full backup" "$LOGS/pgbackrest-info.log" && grep -q "diff backup" "$LOGS/pgbackrest-info.log"'
+drill_metrics=$ROOT/var/lib/prometheus/node-exporter/peregrine_backup_drill.prom
+# A drill aimed at a restore point that does not exist must fail and record no success.
+if as_pg env PEREGRINE_DRILL_RESTORE_TARGET=no-such-restore-point /usr/local/sbin/peregrine-restore-drill \
+        >"$LOGS/restore-drill-wrong-target.log" 2>&1; then
+    fail "the restore drill fails when restoring to a restore point that does not exist"
+else
+    in_ns /usr/local/sbin/peregrine-backup-publish peregrine_backup_drill
+    check "the restore drill fails when restoring to a restore point that does not exist (and records no success)" \
+        eval '[ ! -e "$drill_metrics" ] && grep -q "FAIL: the restored copy did not reach the restore point" "$LOGS/restore-drill-wrong-target.log"'
+fi
+t0=$(date +%s.%N)
+if as_pg /usr/local/sbin/peregrine-restore-drill >"$LOGS/restore-drill.log" 2>&1 &&
+   in_ns /usr/local/sbin/peregrine-backup-publish peregrine_backup_drill; then
+    pass "restore drill: $(tail -n1 "$LOGS/restore-drill.log" | sed 's/^drill-[^:]*: //') (whole drill $(elapsed "$t0") s)"
+else
+    tail -n 20 "$LOGS/restore-drill.log" | sed 's/^/      /'
+    fail "restore drill (restore at a named restore point, start on a spare port, rows before/after, verify)"
+fi
+check "the restored copy held the app's database and the drill records its last success and RTO" \
+    eval 'grep -q "databases restored: .*peregrine" "$LOGS/restore-drill.log" &&
+          grep -q "^peregrine_backup_drill_last_success_timestamp_seconds [0-9]" "$drill_metrics" &&
+          grep -q "^peregrine_backup_drill_rto_seconds [0-9]" "$drill_metrics"'
+check "the archiver watch reports no failed archive_command (peregrine_pg_archiver_failed_total 0)" \
+    eval 'as_pg /usr/local/sbin/peregrine-archiver-metrics && in_ns /usr/local/sbin/peregrine-backup-publish peregrine_pg_archiver &&
+          grep -qx "peregrine_pg_archiver_failed_total 0" "$ROOT/var/lib/prometheus/node-exporter/peregrine_pg_archiver.prom"'
+check "systemd-analyze verify accepts the backup, drill and archiver units; their timers are enabled" \
+    eval 'in_ns systemd-analyze verify /etc/systemd/system/peregrine-backup@full.service \
+            /etc/systemd/system/peregrine-backup-full.timer /etc/systemd/system/peregrine-backup-diff.timer \
+            /etc/systemd/system/peregrine-restore-drill.service /etc/systemd/system/peregrine-restore-drill.timer \
+            /etc/systemd/system/peregrine-archiver-metrics.service /etc/systemd/system/peregrine-archiver-metrics.timer \
+            >"$LOGS/systemd-analyze-backup.log" 2>&1 &&
+          timers_enabled peregrine-backup-full peregrine-backup-diff peregrine-restore-drill peregrine-archiver-metrics'
+
+# --- maintenance ----------------------------------------------------------------------
+phase maintenance "prune timer, journald limits, collectd CSV ageing"
+prune_unit=$ROOT/etc/systemd/system/peregrine-prune.service
+prune_get() { sed -n "s/^$1=//p" "$prune_unit" | head -n1; }
+check "systemd-analyze verify accepts peregrine-prune.service/.timer; the timer is enabled" \
+    eval 'in_ns systemd-analyze verify /etc/systemd/system/peregrine-prune.service /etc/systemd/system/peregrine-prune.timer \
+            >"$LOGS/systemd-analyze-prune.log" 2>&1 &&
+          [ -L "$ROOT/etc/systemd/system/timers.target.wants/peregrine-prune.timer" ] &&
+          grep -qx "OnCalendar=\*-\*-\* 03:17:00" "$ROOT/etc/systemd/system/peregrine-prune.timer"'
+if in_ns /bin/sh -c "set -a; . '$(prune_get EnvironmentFile)'; set +a; cd '$(prune_get WorkingDirectory)' && exec runuser -u '$(prune_get User)' -- $(prune_get ExecStart)" \
+        >"$LOGS/prune.log" 2>&1; then
+    pass "peregrine-prune.service's command runs as $(prune_get User) with the deployed env file: $(tail -n1 "$LOGS/prune.log")"
+else
+    tail -n 10 "$LOGS/prune.log" | sed 's/^/      /'
+    fail "peregrine-prune.service's command"
+fi
+check "journald is bounded (SystemMaxUse=1G, SystemKeepFree=2G, MaxRetentionSec=1month)" \
+    eval 'grep -qx SystemMaxUse=1G "$ROOT/etc/systemd/journald.conf.d/60-peregrine.conf" &&
+          grep -qx SystemKeepFree=2G "$ROOT/etc/systemd/journald.conf.d/60-peregrine.conf" &&
+          grep -qx MaxRetentionSec=1month "$ROOT/etc/systemd/journald.conf.d/60-peregrine.conf"'
+csv=$ROOT/var/lib/collectd/csv/deploy-test
+mkdir -p "$csv"
+touch -d '20 days ago' "$csv/gauge-old-2026-01-01"
+touch "$csv/gauge-new-$(date +%F)"
+check "systemd-tmpfiles --clean removes collectd CSV files older than 14 days and keeps today's" \
+    eval 'in_ns systemd-tmpfiles --clean /etc/tmpfiles.d/peregrine-collectd-csv.conf >"$LOGS/tmpfiles.log" 2>&1 &&
+          [ ! -e "$csv/gauge-old-2026-01-01" ] && [ -e "$csv/gauge-new-$(date +%F)" ]'
+
+# --- firewall -------------------------------------------------------------------------
+# The rules are loaded into the test's own network namespace only (nsenter --net into it),
+# never the host's. A second namespace, joined to it by a veth pair made here, plays the
+# other machines: 10.250.0.2 is the admin/monitoring address, 10.250.0.3 a stranger.
+phase firewall "nftables rules in the test's network namespace, probed from another one"
+unshare --net sleep 3600 &
+PROBE_PID=$!
+sleep 0.2
+on_probe() { nsenter --target "$PROBE_PID" --net -- "$@"; }
+on_net ip link add fw-host type veth peer name fw-probe
+on_net ip link set fw-probe netns "$PROBE_PID"
+on_net ip addr add 10.250.0.1/24 dev fw-host
+on_net ip link set fw-host up
+on_probe ip addr add 10.250.0.2/24 dev fw-probe
+on_probe ip addr add 10.250.0.3/24 dev fw-probe
+on_probe ip link set fw-probe up
+on_probe ip link set lo up
+# Stand-ins for sshd, PostgreSQL, memcached and node-exporter on the host's private
+# address (the real daemons listen on loopback here): echo servers, so a port is "open"
+# exactly when the firewall lets a connection through.
+cat >"$WORK/fw-listen.py" <<'PY'
+import socket, sys, threading
+def serve(port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("10.250.0.1", port)); s.listen(16)
+    while True:
+        c, _ = s.accept()
+        threading.Thread(target=lambda c=c: [c.sendall(d) for d in iter(lambda: c.recv(64), b"")], daemon=True).start()
+for p in sys.argv[1:]:
+    threading.Thread(target=serve, args=(int(p),), daemon=True).start()
+threading.Event().wait(600)
+PY
+# nsenter itself (not the on_net function's subshell) so $! is the listener's own pid.
+nsenter --target "$NS_PID" --net -- /usr/bin/python3 "$WORK/fw-listen.py" 22 5432 11211 9100 8080 \
+    >"$LOGS/fw-listen.log" 2>&1 &
+FW_LISTEN_PID=$!
+cat >"$WORK/fw-probe.py" <<'PY'
+# fw-probe.py SRC PORT... -> "PORT:open|closed" for each, connecting from SRC to 10.250.0.1
+import socket, sys
+src, ports = sys.argv[1], sys.argv[2:]
+out = []
+for p in ports:
+    s = socket.socket(); s.settimeout(1.5); s.bind((src, 0))
+    try:
+        s.connect(("10.250.0.1", int(p))); out.append(f"{p}:open")
+    except OSError:
+        out.append(f"{p}:closed")
+    finally:
+        s.close()
+print(" ".join(out))
+PY
+probe() { on_probe /usr/bin/python3 "$WORK/fw-probe.py" "$@"; }
+sleep 0.5
+before=$(probe 10.250.0.3 5432 11211 22)
+check "control: without the rules a stranger reaches the stand-ins ($before)" \
+    eval '[ "$before" = "5432:open 11211:open 22:open" ]'
+# The operator's SSH session (admin address -> 22), open before the first load, must
+# survive it and a reload after it.
+rm -f "$WORK"/fw-session.*
+on_probe /usr/bin/python3 -c '
+import os, socket, sys, time
+s = socket.socket(); s.settimeout(3); s.bind(("10.250.0.2", 0)); s.connect(("10.250.0.1", 22))
+def echo(step):
+    s.sendall(step.encode() + b"\n")
+    ok = s.recv(64) == step.encode() + b"\n"
+    open(os.path.join(sys.argv[1], "fw-session." + step), "w").write("ok" if ok else "lost")
+    return ok
+echo("before")
+deadline = time.monotonic() + 30   # never outlive a test that stopped half-way
+for step in ("loaded", "reloaded"):
+    while not os.path.exists(os.path.join(sys.argv[1], "fw-go." + step)):
+        if time.monotonic() > deadline:
+            sys.exit("no go for " + step)
+        time.sleep(0.05)
+    if not echo(step):
+        break
+' "$WORK" >"$WORK/fw-session.out" 2>&1 &
+EST_PID=$!
+for _ in $(seq 30); do [ -e "$WORK/fw-session.before" ] && break; sleep 0.1; done
+cp "$ROOT/etc/nftables.conf" "$WORK/nftables.broken"
+echo "this is not nft syntax" >>"$WORK/nftables.broken"
+cp "$WORK/nftables.broken" "$ROOT/tmp/nftables.broken"
+check "nft -c rejects a broken rules file (what the role's validate step relies on)" \
+    eval '! in_ns nft -c -f /tmp/nftables.broken >/dev/null 2>&1'
+check "nft -c accepts the role's /etc/nftables.conf, then it loads into the test namespace" \
+    eval 'in_ns nft -c -f /etc/nftables.conf && in_ns nft -f /etc/nftables.conf && in_ns nft list table inet peregrine >"$LOGS/nft-ruleset.txt"'
+touch "$WORK/fw-go.loaded"
+for _ in $(seq 50); do [ -e "$WORK/fw-session.loaded" ] && break; sleep 0.1; done
+in_ns nft -f /etc/nftables.conf || fail "reload the rules"
+touch "$WORK/fw-go.reloaded"
+wait "$EST_PID" 2>/dev/null || true
+session="$(cat "$WORK/fw-session.loaded" 2>/dev/null || echo none) / $(cat "$WORK/fw-session.reloaded" 2>/dev/null || echo none)"
+check "the operator's SSH session open before the rules survives the first load and a reload ($session)" \
+    eval '[ "$session" = "ok / ok" ]'
+[ "$session" = "ok / ok" ] || sed 's/^/      /' "$WORK/fw-session.out"
+admin=$(probe 10.250.0.2 22 443 80 9100 5432 11211 8080)
+stranger=$(probe 10.250.0.3 22 443 9100 5432 11211)
+check "admin address: SSH, 80/443 and the monitoring port open; PostgreSQL, memcached, 8080 closed ($admin)" \
+    eval '[ "$admin" = "22:open 443:open 80:open 9100:open 5432:closed 11211:closed 8080:closed" ]'
+check "stranger: only 443 open; SSH, monitoring, PostgreSQL, memcached closed ($stranger)" \
+    eval '[ "$stranger" = "22:closed 443:open 9100:closed 5432:closed 11211:closed" ]'
+check "loopback is untouched by the rules (nginx on 127.0.0.1:80 still answers 308)" \
+    eval '[ "$(on_net curl -s -o /dev/null -w "%{http_code}" --max-time 5 http://127.0.0.1/v1/products)" = 308 ]'
+kill "$FW_LISTEN_PID" 2>/dev/null || true
+in_ns nft delete table inet peregrine 2>/dev/null || true
 
 if [ -n "$LINT_PID" ]; then
     phase lint-wait "waiting for ansible-lint"

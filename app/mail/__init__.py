@@ -1,0 +1,1 @@
+"""Mail: templates, the SMTP connection, and the sender the delivery worker runs."""

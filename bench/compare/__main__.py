@@ -1,0 +1,286 @@
+"""Peregrine vs the FastAPI and Granian peers: one table, ratios, targets.
+
+Usage (from the repository root; ``make bench`` runs the same)::
+
+    .venv/bin/python -m bench.compare [--duration 10] [--rounds 1] [--long]
+                                      [--granian-threads 16 32]
+
+Starts a private Postgres + memcached on CPU1 (``python -m app services up``),
+seeds 100,000 products and 1,000 users, then serves each scenario from one
+worker on CPU0 per server while wrk (64 connections) drives it from CPU1:
+
+``product``  anonymous ``GET /v1/products/{id}`` over 1,000 ids, read-through cache
+``me``       ``GET /v1/users/me``: verify the access token, one primary-key query
+``list``     ``GET /v1/products?category=<slug>&limit=20`` over every category
+``orders``   ``POST /v1/orders``, one line, ample stock (Peregrine only: the peers
+             have no orders)
+
+``--long`` adds Peregrine's worker RSS after 100,000 and 1,000,000 requests.
+Results go to bench/results/compare-<time>.json. Targets are reported, not
+enforced: the exit status is 1 only if a run failed (a request error, a
+server that did not serve, a peer whose body differs from Peregrine's).
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import urllib.error
+
+from bench.compare import client, measure, report, servers, stack
+from bench.http_workers import free_port
+
+SCENARIOS = ("product", "me", "list", "orders")
+ROTATE_LUA = os.path.join(servers.ROOT, "bench", "wrk", "rotate.lua")
+ORDERS_LUA = os.path.join(servers.ROOT, "bench", "compare", "orders.lua")
+RESULTS = os.path.join(servers.ROOT, "bench", "results")
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(prog="python -m bench.compare",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="runs per server and scenario, interleaved; the best is kept")
+    parser.add_argument("--products", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=1_000)
+    parser.add_argument("--ids", type=int, default=1_000,
+                        help="product ids the product scenario rotates over")
+    parser.add_argument("--granian-threads", type=int, nargs="+", default=[16, 32],
+                        help="Granian blocking-thread counts to measure (the best is compared)")
+    parser.add_argument("--servers", nargs="+", default=["peregrine", "fastapi", "granian"],
+                        choices=["peregrine", "fastapi", "granian"])
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
+    parser.add_argument("--long", action="store_true",
+                        help="also Peregrine's worker RSS at 100k and 1M requests "
+                             "(1M more requests: ~2 min at 10k req/s)")
+    return parser.parse_args()
+
+
+class Session:
+    """One server started, its worker found, its requests measured, then stopped."""
+
+    def __init__(self, server, env, tmp):
+        self.server = server
+        self.port = free_port()
+        self.log_path = os.path.join(tmp, f"{server.name}-{self.port}.log")
+        with open(self.log_path, "wb") as log:
+            self.process = servers.start(server, self.port, env, log)
+
+    def __enter__(self):
+        probe = "/healthz" if self.server.kind == "peregrine" else "/v1/users/me"
+        try:
+            wait_for(self.port, probe, self.process)
+        except Exception:
+            self.__exit__()
+            raise
+        self.pid = servers.worker_pid(self.server, self.process)
+        return self
+
+    def __exit__(self, *exc):
+        servers.stop(self.process)
+        with open(self.log_path, "rb") as f:
+            log = f.read()
+        self.request_lines = log.count(b'"msg":"request"')
+        if exc and exc[0] is not None or self.process.returncode not in (0, -15):
+            sys.stderr.write(log[-3000:].decode(errors="replace"))
+        os.unlink(self.log_path)
+
+    def url(self, path="/"):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def wait_for(port, path, process):
+    """Until the server answers at all (a 401 from a peer's /me is an answer)."""
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited {process.returncode} before serving")
+        try:
+            client.call(port, "GET", path)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing served on port {port} within 30 s")
+
+
+def write_lines(path, lines):
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def plans(files, token):
+    auth = ["-H", f"Authorization: Bearer {token}"]
+    return {  # scenario: (path, wrk options, Lua script arguments)
+        "product": ("/", ["-s", ROTATE_LUA], ["--", files["products"]]),
+        "me": ("/v1/users/me", auth, []),
+        "list": ("/", ["-s", ROTATE_LUA], ["--", files["lists"]]),
+        "orders": ("/v1/orders", auth + ["-s", ORDERS_LUA], ["--", files["order_ids"]]),
+    }
+
+
+def reference_paths(ids, slugs, token):
+    return [("product", f"/v1/products/{ids[0]}", {}),
+            ("list", f"/v1/products?category={slugs[0]}&limit=20", {}),
+            ("me", "/v1/users/me", {"Authorization": f"Bearer {token}"})]
+
+
+def bodies(port, paths):
+    return {name: client.call(port, "GET", path, headers=h) for name, path, h in paths}
+
+
+def run_scenarios(session, scenarios, plan, args, results):
+    for scenario in scenarios:
+        path, options, script_args = plan[scenario]
+        result = measure.run(session.pid, session.url(path), args.duration, args.connections,
+                             options, script_args)
+        keep_best(results.setdefault(scenario, {}), session.server.name, result)
+        print(f"  {scenario:8} {session.server.name:12} {result['rps']:8.0f} req/s "
+              f"p99 {result['p99_ms']:7.2f} ms {result['cpu_us']:7.1f} us/req "
+              f"RSS {result['rss_mb']:5.1f} MB errors {result['errors']}", file=sys.stderr)
+
+
+def keep_best(runs, name, result):
+    """Keep the round with the most req/s, but count the errors of every round."""
+    kept = runs.get(name)
+    if kept is not None:
+        result_errors = result["errors"] + kept["errors"]
+        if kept["rps"] >= result["rps"]:
+            result = kept
+        result["errors"] = result_errors
+    runs[name] = result
+
+
+def long_run(session, plan, args):
+    """Drive the product scenario until the worker served 100k, then 1M requests."""
+    path, options, script_args = plan["product"]
+    served, marks, pid = 0, {}, session.pid
+    for mark in (100_000, 1_000_000):
+        while served < mark:
+            result = measure.wrk(session.url(path), 10, args.connections, options, script_args)
+            served += result["requests"]
+            if result["non_2xx"] or result["socket_errors"]:
+                raise RuntimeError(f"long run: {result['non_2xx']} non-2xx, "
+                                   f"{result['socket_errors']} socket errors")
+            if not measure.alive(pid):
+                raise RuntimeError(f"the worker was recycled after ~{served:,} requests")
+        marks[mark] = (served, measure.rss_mb(pid))
+        print(f"  long     peregrine    {served:,} requests: RSS {marks[mark][1]:.1f} MB",
+              file=sys.stderr)
+    return {"requests_100k": marks[100_000][0], "rss_100k_mb": marks[100_000][1],
+            "requests_1m": marks[1_000_000][0], "rss_1m_mb": marks[1_000_000][1]}
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def versions():
+    import hotpath.status
+    return {"python": platform.python_version(), "hotpath": hotpath.status.describe(),
+            "cpu": platform.processor() or platform.machine()}
+
+
+def main():
+    args = parse_args()
+    os.sched_setaffinity(0, {1})  # the harness and the statsd sink stay off the worker's core
+    for kind in ("fastapi", "granian"):
+        if kind in args.servers:
+            servers.ensure_peer_venv(kind)
+    statsd_port, statsd = stack.statsd_sink()
+    peregrine = servers.peregrine(statsd_port)
+    peers = []
+    if "fastapi" in args.servers:
+        peers.append(servers.fastapi())
+    if "granian" in args.servers:
+        peers += [servers.granian(n) for n in args.granian_threads]
+    reads = [s for s in args.scenarios if s != "orders"]
+    results, checks_failed, log_lines, started = {}, [], {}, time.time()
+    load = {"start": loadavg()}
+    long_result = None
+
+    with tempfile.TemporaryDirectory(prefix="peregrine-compare-") as tmp, \
+            stack.services(args.products, args.users) as env:
+        order_ids = stack.stock_up(env)
+        files = {name: os.path.join(tmp, f"{name}.txt")
+                 for name in ("products", "lists", "order_ids")}
+        write_lines(files["order_ids"], order_ids)
+        logins = 0
+
+        for round_number in range(args.rounds):
+            if args.rounds > 1:
+                print(f"round {round_number + 1} of {args.rounds}", file=sys.stderr)
+            # Peregrine first: it supplies the token, the ids and the reference bodies.
+            with Session(peregrine, env, tmp) as session:
+                logins += 1
+                token = client.login(session.port, logins)
+                ids = client.product_ids(session.port, args.ids)
+                slugs = client.category_slugs(session.port)
+                write_lines(files["products"], [f"/v1/products/{i}" for i in ids])
+                write_lines(files["lists"],
+                            [f"/v1/products?category={s}&limit=20" for s in slugs])
+                paths = reference_paths(ids, slugs, token)
+                reference = bodies(session.port, paths)
+                plan = plans(files, token)
+                if "peregrine" in args.servers:
+                    run_scenarios(session, reads, plan, args, results)
+            log_lines[f"peregrine-{round_number + 1}"] = session.request_lines
+
+            for peer in peers:
+                with Session(peer, env, tmp) as session:
+                    got = bodies(session.port, paths)
+                    for name in got:
+                        if got[name] != reference[name]:
+                            checks_failed.append(
+                                f"{peer.name}: {name} body differs from Peregrine's")
+                            print(f"! {peer.name} {name}: {got[name]!r:.300}\n  peregrine: "
+                                  f"{reference[name]!r:.300}", file=sys.stderr)
+                    run_scenarios(session, reads, plan, args, results)
+
+        if "peregrine" in args.servers and ("orders" in args.scenarios or args.long):
+            with Session(peregrine, env, tmp) as session:
+                logins += 1
+                plan = plans(files, client.login(session.port, logins))
+                if "orders" in args.scenarios:
+                    run_scenarios(session, ["orders"], plan, args, results)
+                if args.long:
+                    long_result = long_run(session, plan, args)
+            log_lines["peregrine-" + "+".join(
+                s for s in ("orders", "long") if s in args.scenarios or (s == "long" and args.long)
+            )] = session.request_lines
+
+    load["end"] = loadavg()
+    failed_runs = [f"{scenario}/{name}: {r['errors']} errors"
+                   for scenario, runs in results.items() for name, r in runs.items()
+                   if r["errors"]]
+    report.print_table(results)
+    found = report.ratios(results)
+    report.print_ratios(found)
+    checks = report.targets(results, long_result)
+    report.print_targets(checks)
+    print(f"\nload average {load['start']} at the start, {load['end']} at the end; "
+          f"Peregrine request log lines: {log_lines}; statsd sink: {statsd['packets']} packets")
+    os.makedirs(RESULTS, exist_ok=True)
+    out = os.path.join(RESULTS, time.strftime("compare-%Y%m%d-%H%M%S.json", time.gmtime()))
+    with open(out, "w") as f:
+        json.dump({"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                   "seconds": round(time.time() - started), "args": vars(args),
+                   "versions": versions(), "load_average": load, "results": results,
+                   "ratios": found, "targets": checks, "long": long_result,
+                   "request_log_lines": log_lines, "statsd_packets": statsd["packets"],
+                   "failures": checks_failed + failed_runs}, f, indent=2)
+    print(f"wrote {os.path.relpath(out, servers.ROOT)}")
+    for failure in checks_failed + failed_runs:
+        print(f"! {failure}")
+    sys.exit(1 if checks_failed or failed_runs else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Tests that need no Postgres, memcached or network (see conftest.py)."""
