@@ -9,7 +9,9 @@ with a live refresh token each, and one admin.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,8 @@ def start(workers: int = 2) -> tuple[Stack, Path]:
         "PEREGRINE_DATABASE_URL": pg.dsn(),
         "PEREGRINE_MEMCACHED_SERVERS": f"127.0.0.1:{mc.port}",
         "PEREGRINE_JWT_SECRET": JWT_SECRET.decode(),
+        # Two-factor routes on, as deployed (without a key they answer 503).
+        "PEREGRINE_DATA_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
         "PEREGRINE_RATE_LIMIT_PER_MINUTE": "0",
         "PEREGRINE_LOG_LEVEL": "warning",
         "PEREGRINE_DB_POOL_TIMEOUT": "1.0",
