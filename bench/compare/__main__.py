@@ -55,6 +55,8 @@ def parse_args():
     parser.add_argument("--servers", nargs="+", default=["peregrine", "fastapi", "granian"],
                         choices=["peregrine", "fastapi", "granian"])
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
+    parser.add_argument("--webhook-subscription", action="store_true",
+                        help="subscribe a webhook to every event first (orders then fan out)")
     parser.add_argument("--long", action="store_true",
                         help="also Peregrine's worker RSS at 100k and 1M requests "
                              "(1M more requests: ~2 min at 10k req/s)")
@@ -209,6 +211,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="peregrine-compare-") as tmp, \
             stack.services(args.products, args.users) as env:
         order_ids = stack.stock_up(env)
+        if args.webhook_subscription:
+            stack.subscribe_webhook(env)
         files = {name: os.path.join(tmp, f"{name}.txt")
                  for name in ("products", "lists", "order_ids")}
         write_lines(files["order_ids"], order_ids)

@@ -78,6 +78,27 @@ def stock_up(env: dict) -> list[str]:
     return ids
 
 
+def subscribe_webhook(env: dict) -> None:
+    """An enabled subscription to every event type, so each order also fans out a delivery.
+
+    Nothing delivers during the run (no `deliver` process): the request path pays what
+    a subscription adds (the delivery row and the NOTIFY), which is what is measured.
+    """
+    import base64
+    import secrets
+
+    import psycopg2
+
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    with psycopg2.connect(env["PEREGRINE_DATABASE_URL"]) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO webhook_subscriptions (url, events, description, secret)"
+            " VALUES ('https://hooks.example.com/bench',"
+            " ARRAY['order.placed', 'order.cancelled', 'product.updated'], 'bench', %s)",
+            (secret,))
+    conn.close()
+
+
 def statsd_sink() -> tuple[int, dict]:
     """A UDP socket that reads and drops datagrams; returns its port and counters."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
