@@ -506,6 +506,15 @@ check "systemd-tmpfiles --clean removes collectd CSV files older than 14 days an
     eval 'in_ns systemd-tmpfiles --clean /etc/tmpfiles.d/peregrine-collectd-csv.conf >"$LOGS/tmpfiles.log" 2>&1 &&
           [ ! -e "$csv/gauge-old-2026-01-01" ] && [ -e "$csv/gauge-new-$(date +%F)" ]'
 
+# --- extra check files ------------------------------------------------------------------
+# Each tests/checks.d/*.sh is sourced here, in name order, with this script's helpers
+# (phase, check, pass, fail, in_ns, on_net) and the stack running. One file per concern.
+for checks_file in "$HERE"/checks.d/*.sh; do
+    [ -e "$checks_file" ] || continue
+    # shellcheck source=/dev/null
+    . "$checks_file"
+done
+
 # --- firewall -------------------------------------------------------------------------
 # The rules are loaded into the test's own network namespace only (nsenter --net into it),
 # never the host's. A second namespace, joined to it by a veth pair made here, plays the
