@@ -97,6 +97,33 @@ class Client:
 # -- the stack -----------------------------------------------------------------
 
 
+TCP_CLOSE_WAIT = "08"  # include/net/tcp_states.h
+
+
+def _tcp_sockets() -> dict[str, tuple[int, str]]:
+    """Socket inode -> (remote port, TCP state) for every IPv4/IPv6 TCP socket."""
+    sockets: dict[str, tuple[int, str]] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            sockets[fields[9]] = (remote_port, fields[3])
+    return sockets
+
+
+@dataclass
+class FdCensus:
+    other: int = 0
+    memcached: dict[int, list[str]] = field(default_factory=dict)  # port -> TCP states
+
+    def to(self, port: int) -> list[str]:
+        return self.memcached.get(port, [])
+
+
 @dataclass
 class Stack:
     root: Path
@@ -135,14 +162,35 @@ class Stack:
                              text=True).stdout
         return [int(pid) for pid in out.split()]
 
-    def fd_count(self) -> int:
-        total = 0
+    def fds_by_kind(self) -> FdCensus:
+        """The workers' descriptors: TCP sockets to each memcached node, and the rest.
+
+        pymemcache keeps one pool per node that grows with concurrency, so the
+        sockets to live nodes vary with the load; a leak is a socket to the killed
+        node that is never closed (CLOSE_WAIT) or descriptors that are not
+        memcached sockets at all.
+        """
+        mc_ports = {mc.port for mc in self.mcs}
+        tcp = _tcp_sockets()  # inode -> (remote port, state)
+        census = FdCensus()
         for pid in self.workers():
+            fd_dir = f"/proc/{pid}/fd"
             try:
-                total += len(os.listdir(f"/proc/{pid}/fd"))
+                fds = os.listdir(fd_dir)
             except FileNotFoundError:
-                pass
-        return total
+                continue
+            for fd in fds:
+                try:
+                    link = os.readlink(f"{fd_dir}/{fd}")
+                except FileNotFoundError:  # closed since the listing
+                    continue
+                inode = link[8:-1] if link.startswith("socket:[") else None
+                remote = tcp.get(inode) if inode else None
+                if remote and remote[0] in mc_ports:
+                    census.memcached.setdefault(remote[0], []).append(remote[1])
+                else:
+                    census.other += 1
+        return census
 
     def sql(self, query: str, args=()):
         conn = psycopg2.connect(self.pg.dsn(), connect_timeout=5)
@@ -292,7 +340,7 @@ def wait_until(predicate, timeout: float) -> bool:
 
 def scenario_memcached_killed(stack, load, admin, products):
     watched = products[:12]
-    fds = stack.fd_count()
+    before = stack.fds_by_kind()
     os.kill(stack.mc._pid(), signal.SIGKILL)
     gevent.sleep(3)
     for n, product in enumerate(watched):
@@ -303,8 +351,16 @@ def scenario_memcached_killed(stack, load, admin, products):
     gevent.sleep(3)
     for n, product in enumerate(watched):
         check(sees_everywhere(stack, product, f"11.{n:02d}"), "a stale value came back")
-    check(stack.fd_count() <= fds + 8, f"file descriptors grew from {fds} to {stack.fd_count()}")
-    return "fds flat, no stale read"
+    after = stack.fds_by_kind()
+    killed = after.to(stack.mc.port)
+    check(TCP_CLOSE_WAIT not in killed,
+          f"{killed.count(TCP_CLOSE_WAIT)} sockets to the killed memcached were never closed")
+    check(len(killed) <= len(before.to(stack.mc.port)) + load.concurrency,
+          f"sockets to the restarted memcached grew from {len(before.to(stack.mc.port))} "
+          f"to {len(killed)}, more than the {load.concurrency} requests in flight")
+    check(after.other <= before.other + 8,
+          f"descriptors other than memcached sockets grew from {before.other} to {after.other}")
+    return f"no leaked socket ({len(killed)} to the restarted node), other fds flat, no stale read"
 
 
 def scenario_memcached_paused(stack, load, admin, products):
