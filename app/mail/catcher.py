@@ -12,10 +12,14 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import threading
 import time
 import uuid
 from pathlib import Path
+
+from app.manage.pidfile import PidfileProcess
+from app.manage.services import ServiceError, free_port
 
 
 class FolderHandler:
@@ -57,61 +61,26 @@ if __name__ == "__main__":
     main()
 
 
-class MailCatcher:
+class MailCatcher(PidfileProcess):
     """The catcher as a background process of ``services up`` (pid file, log, port)."""
 
+    name = "mail-catcher"
+
     def __init__(self, root: Path, port: int | None = None):
-        from app.manage.services import free_port
-
-        self.root = Path(root)
-        self.port = port or free_port()
+        super().__init__(root, port or free_port())
         self.folder = self.root / "mail"
-        self.pidfile = self.root / "mail-catcher.pid"
-
-    def _pid(self) -> int | None:
-        try:
-            pid = int(self.pidfile.read_text())
-            os.kill(pid, 0)
-            return pid
-        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-            return None
-
-    def running(self) -> bool:
-        return self._pid() is not None
 
     def describe(self) -> str:
         if not self.running():
             return "stopped"
         return f"caught on 127.0.0.1:{self.port} into {self.folder}"
 
-    def start(self) -> None:
-        import subprocess
-        import sys
-
-        from app.manage.services import ServiceError, wait_for_port
-
+    def check_installed(self) -> None:
         try:
             import aiosmtpd  # noqa: F401 - a development dependency
         except ImportError:
             raise ServiceError("aiosmtpd is missing: pip install -r requirements-dev.txt") from None
-        self.root.mkdir(parents=True, exist_ok=True)
-        log = open(self.root / "mail-catcher.log", "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "app.mail.catcher", "--folder",
-                                 str(self.folder), "--port", str(self.port)],
-                                stdout=log, stderr=log, start_new_session=True)
-        log.close()
-        self.pidfile.write_text(str(proc.pid))
-        wait_for_port(self.port, 10, proc)
 
-    def stop(self) -> None:
-        pid = self._pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.02)
-        self.pidfile.unlink(missing_ok=True)
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "app.mail.catcher", "--folder", str(self.folder),
+                "--port", str(self.port)]

@@ -15,13 +15,14 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import socket
 import stat
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from app.manage.pidfile import PidfileProcess
 
 DB_NAME = "peregrine"
 DB_USER = "peregrine"
@@ -286,59 +287,31 @@ def replica_slot(index: int) -> str:
     return f"peregrine_replica_{index}"
 
 
-class MemcachedServer:
+class MemcachedServer(PidfileProcess):
     """A memcached process on a loopback port."""
 
+    name = "memcached"
+
     def __init__(self, root: Path, port: int | None = None, memory_mb: int = 64):
-        self.root = Path(root)
-        self.port = port or free_port()
+        super().__init__(root, port or free_port())
         self.memory_mb = memory_mb
-        self.pidfile = self.root / "memcached.pid"
-        self.proc: subprocess.Popen | None = None
 
-    def _pid(self) -> int | None:
-        try:
-            pid = int(self.pidfile.read_text())
-            os.kill(pid, 0)
-            return pid
-        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
-            return None
+    @staticmethod
+    def _binary() -> str:
+        return shutil.which("memcached") or "/usr/bin/memcached"
 
-    def running(self) -> bool:
-        return self._pid() is not None
-
-    def start(self) -> None:
-        binary = shutil.which("memcached") or "/usr/bin/memcached"
-        if not os.path.exists(binary):
+    def check_installed(self) -> None:
+        if not os.path.exists(self._binary()):
             raise ServiceError(
                 "memcached not found: apt-get install memcached (or `make system-deps`)")
-        self.root.mkdir(parents=True, exist_ok=True)
-        argv = [binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0",
+
+    def argv(self) -> list[str]:
+        argv = [self._binary(), "-l", "127.0.0.1", "-p", str(self.port), "-U", "0",
                 "-m", str(self.memory_mb), "-c", "4096"]
         user = _service_user()
         if user is not None:
             argv += ["-u", user.pw_name]
-        log = open(self.root / "memcached.log", "ab")
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
-        log.close()
-        self.pidfile.write_text(str(self.proc.pid))
-        wait_for_port(self.port, 10, self.proc)
-
-    def stop(self) -> None:
-        pid = self._pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                if self.proc is not None and self.proc.poll() is not None:
-                    break
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.02)
-        self.pidfile.unlink(missing_ok=True)
-        self.proc = None
+        return argv
 
 
 @dataclass
