@@ -18,6 +18,7 @@ import msgspec.inspect
 from app import __version__
 from app.errors import ErrorEnvelope
 from app.operations import ADMIN, PUBLIC, operation_of, responders
+from app.webhooks import payloads
 
 _REF = "#/components/schemas/{name}"
 _PATH_PARAM = re.compile(r"{(\w+)}")
@@ -183,6 +184,7 @@ def build(routes) -> dict:
             item[method.lower()] = _operation(route.template, method, op, types)
         paths[route.template] = item
 
+    webhooks = _webhooks(types)
     (_, components) = msgspec.json.schema_components(types, ref_template=_REF)
     _mark_datetimes(components, types)
     return _ecma_patterns(_uuid_ids({
@@ -198,6 +200,7 @@ def build(routes) -> dict:
                  for tag in dict.fromkeys(op["tags"][0] for item in paths.values()
                                           for op in item.values())],
         "paths": paths,
+        "webhooks": webhooks,
         "components": {
             "schemas": components,
             "headers": _HEADERS,
@@ -209,6 +212,54 @@ def build(routes) -> dict:
             },
         },
     }))
+
+
+# The Standard Webhooks headers of every delivery attempt (app/webhooks/signing.py).
+_WEBHOOK_HEADERS = [
+    ("webhook-id", "The event id: the same on every attempt of this event, so "
+     "receivers deduplicate on it (delivery is at least once).",
+     {"type": "string", "format": "uuid"}),
+    ("webhook-timestamp", "Seconds since the Unix epoch when this attempt was signed; "
+     "reject attempts too far from your clock to stop replays.",
+     {"type": "string", "pattern": "^[0-9]+$"}),
+    ("webhook-signature", "Space-separated v1,<base64 HMAC-SHA256> signatures of "
+     "\"{webhook-id}.{webhook-timestamp}.{body}\", keyed with the base64 part of the "
+     "whsec_ secret: one per secret in use (two for 24 h after a rotation).",
+     {"type": "string", "pattern": "^v1,[A-Za-z0-9+/=]+( v1,[A-Za-z0-9+/=]+)*$"}),
+]
+_WEBHOOK_TEXT = (
+    "Sent by POST to the URL of every enabled subscription to this event type, "
+    "after the change committed, at least once and in no particular order. An "
+    "answer other than 2xx (or none within 15 s) is retried with exponential "
+    "backoff and jitter for at least 24 hours, after Retry-After when the "
+    "endpoint sends it; redirects are not followed.")
+
+
+def _webhooks(types: list[type]) -> dict:
+    """The ``webhooks`` object: one POST per event type the subscriptions can name."""
+    out = {}
+    for event_type, (meaning, bodies) in payloads.EVENTS.items():
+        refs = [_ref(body, types) for body in bodies]
+        schema = refs[0] if len(refs) == 1 else {"oneOf": refs}
+        out[event_type] = {"post": {
+            "summary": event_type,
+            "description": f"{meaning} {_WEBHOOK_TEXT}",
+            "operationId": "webhook_" + event_type.replace(".", "_"),
+            "tags": ["webhooks"],
+            "parameters": [{"name": name, "in": "header", "required": True,
+                            "description": text, "schema": schema_}
+                           for name, text, schema_ in _WEBHOOK_HEADERS],
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": schema}}},
+            "responses": {
+                "2XX": {"description": "Delivered: no further attempt of this event."},
+                "410": {"description": "Gone: this delivery is dead and the subscription "
+                        "is disabled until an admin enables it again."},
+                "default": {"description": "Not delivered: retried later (honouring "
+                            "Retry-After), until the retry period runs out."},
+            },
+        }}
+    return out
 
 
 def _param_key(header: str) -> str:

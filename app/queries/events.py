@@ -17,6 +17,12 @@ from datetime import timedelta
 #: app/migrations/0005_events.sql NOTIFYs it). NOTIFY only wakes the worker: a
 #: lost notification delays a delivery until the next poll, it never loses one.
 CHANNEL = "peregrine_webhooks"
+#: Each database session NOTIFYs CHANNEL at most once per this many seconds,
+#: and not while another transaction is about to
+#: (app/migrations/0009_coalesced_webhook_notify.sql): the lock a NOTIFY takes
+#: at commit is cluster-wide. A worker claims again this long after every
+#: notification it hears, which finds the events whose NOTIFY was skipped.
+NOTIFY_WINDOW = 0.1
 
 ORDER_PLACED = "order.placed"
 ORDER_CANCELLED = "order.cancelled"
@@ -27,7 +33,9 @@ KEEP_DAYS = 7
 
 # One round trip, in a function whose plans Postgres keeps for the session:
 # the event, its deliveries, and a NOTIFY on CHANNEL only when there is
-# someone to deliver to (app/migrations/0005_events.sql).
+# someone to deliver to, the session sent none within NOTIFY_WINDOW and no
+# other transaction is about to (app/migrations/0005_events.sql and
+# 0009_coalesced_webhook_notify.sql).
 _RECORD = "SELECT record_event(%s, %s, %s)::text"
 
 

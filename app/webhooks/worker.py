@@ -26,6 +26,12 @@ Any number of these processes may run, on any hosts. What each guarantees:
 - A lost NOTIFY delays, never loses: LISTEN only wakes the loop early; it
   also claims every ``PEREGRINE_WEBHOOK_POLL_INTERVAL`` seconds, and after
   the listening connection comes back.
+- NOTIFYs are coalesced (a session sends at most one per
+  ``NOTIFY_WINDOW``, and none while another transaction is about to send
+  one: app/migrations/0009_coalesced_webhook_notify.sql), so the worker
+  claims once more a window after each notification it hears and after it
+  starts listening: an event whose NOTIFY was skipped is still picked up
+  within about a window, not a poll interval.
 - Retries: exponential backoff with full jitter, or the endpoint's
   ``Retry-After``, for ``PEREGRINE_WEBHOOK_RETRY_FOR`` (24 h by default),
   then the delivery is dead. 410 Gone makes it dead at once and disables
@@ -65,6 +71,9 @@ _RECONNECT_MAX = 30.0
 #: After a wake-up, how long the worker lets more commits arrive before it
 #: claims: under a burst of orders one claim takes a batch, not one row each.
 _GATHER = 0.02
+#: How long a transaction may still run between recording its event and
+#: committing, on top of the NOTIFY window, before the follow-up claim.
+_COMMIT_SLACK = 0.05
 #: What the subscription says after its endpoint answered 410.
 GONE_REASON = "the endpoint answered 410 Gone"
 #: Columns are bounded; an excerpt never is longer than this.
@@ -101,6 +110,9 @@ class Worker:
         self._lease = timedelta(seconds=settings.lease)
         self._retry_for = timedelta(seconds=settings.retry_for)
         self._wake = gevent.event.Event()
+        # When a claim is due because a notification (or the start of
+        # listening) may have been followed by commits whose NOTIFY was skipped.
+        self._follow_up_at = 0.0
         self._stopping = gevent.event.Event()
         self._attempts = gevent.pool.Pool(settings.concurrency)
 
@@ -127,7 +139,8 @@ class Worker:
                 if asked and claimed == asked:
                     gevent.sleep(0)  # a full batch: more may be due now
                     continue
-                if self._wake.wait(poll):
+                follow_up = self._follow_up_at - time.monotonic()
+                if self._wake.wait(min(poll, follow_up) if follow_up > 0 else poll):
                     gevent.sleep(_GATHER)
         finally:
             # Attempts in flight finish (each is bounded by the timeout) and
@@ -230,6 +243,12 @@ class Worker:
 
     # -- waking ---------------------------------------------------------------
 
+    def _heard(self) -> None:
+        """Claim now, and again once the sessions' NOTIFY window has passed."""
+        self._follow_up_at = (time.monotonic() + event_queries.NOTIFY_WINDOW
+                              + _COMMIT_SLACK)
+        self._wake.set()
+
     def _listen(self) -> None:
         """LISTEN for new deliveries; reconnect with backoff, polling meanwhile."""
         pause = 0.5
@@ -242,7 +261,7 @@ class Worker:
                 conn.autocommit = True
                 with conn.cursor() as cur:
                     cur.execute(f"LISTEN {event_queries.CHANNEL}")
-                self._wake.set()  # anything committed while we were not listening
+                self._heard()  # anything committed while we were not listening
                 log.info("delivering webhooks: listening on %s, polling every %g s",
                          event_queries.CHANNEL, self._settings.poll_interval)
                 pause = 0.5
@@ -251,7 +270,7 @@ class Worker:
                     conn.poll()
                     if conn.notifies:
                         conn.notifies.clear()
-                        self._wake.set()
+                        self._heard()
             except (psycopg2.Error, OSError) as ex:
                 log.warning("webhook notifications unavailable (polling every %g s): %s",
                             self._settings.poll_interval, ex)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import select
+import time
+import uuid
 from datetime import timedelta
 
+import psycopg2
 import pytest
 
 from app.queries import events as outbox
@@ -169,3 +173,88 @@ def test_prune_removes_finished_rows_after_seven_days(webhook_db):
         cur.execute("SELECT count(*) FROM webhook_deliveries WHERE subscription_id = %s",
                     (subscription,))
         assert cur.fetchone()[0] == 2
+
+
+def notifications(listener, wait: float = 0.3) -> int:
+    """How many NOTIFYs on the webhook channel ``listener`` received within ``wait``."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        select.select([listener], [], [], max(deadline - time.monotonic(), 0))
+        listener.poll()
+    count = len(listener.notifies)
+    listener.notifies.clear()
+    return count
+
+
+@pytest.fixture
+def listener(webhook_db):
+    conn = psycopg2.connect(webhook_db.dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"LISTEN {outbox.CHANNEL}")
+    yield conn
+    conn.close()
+
+
+def record(conn, aggregate_id: str) -> None:
+    with conn.cursor() as cur:
+        outbox.record(cur, outbox.ORDER_PLACED, aggregate_id, json.dumps({"id": aggregate_id}))
+
+
+def test_a_session_notifies_at_most_once_per_window(webhook_db, listener):
+    subscribe(webhook_db)
+    for _ in range(5):  # five commits, well inside one window
+        record(webhook_db, str(uuid.uuid4()))
+    assert notifications(listener) == 1
+    time.sleep(outbox.NOTIFY_WINDOW)  # the window has passed: the next commit notifies
+    record(webhook_db, str(uuid.uuid4()))
+    assert notifications(listener) == 1
+
+
+def test_sessions_coalesce_independently(webhook_db, listener):
+    subscribe(webhook_db)
+    other = psycopg2.connect(webhook_db.dsn)
+    other.autocommit = True
+    try:
+        record(webhook_db, str(uuid.uuid4()))
+        record(other, str(uuid.uuid4()))
+    finally:
+        other.close()
+    assert notifications(listener) == 2
+
+
+def test_a_rolled_back_notify_does_not_silence_the_next_commit(webhook_db, listener):
+    subscribe(webhook_db)
+    conn = psycopg2.connect(webhook_db.dsn)
+    try:
+        with conn.cursor() as cur:  # a transaction: its NOTIFY goes out only at commit
+            outbox.record(cur, outbox.ORDER_PLACED, str(uuid.uuid4()), "{}")
+        conn.rollback()
+        record(conn, str(uuid.uuid4()))
+        conn.commit()
+    finally:
+        conn.close()
+    assert notifications(listener) == 1
+
+
+def test_no_subscription_no_notify(webhook_db, listener):
+    record(webhook_db, str(uuid.uuid4()))
+    assert notifications(listener) == 0
+
+
+def test_a_commit_skips_its_notify_while_another_transaction_is_about_to_send_one(
+        webhook_db, listener):
+    subscribe(webhook_db)
+    holder = psycopg2.connect(webhook_db.dsn)
+    try:
+        with holder.cursor() as cur:  # its NOTIFY goes out when it commits
+            outbox.record(cur, outbox.ORDER_PLACED, str(uuid.uuid4()), "{}")
+        record(webhook_db, str(uuid.uuid4()))  # commits meanwhile: nobody waits, nothing sent
+        assert notifications(listener, 0.2) == 0
+        holder.commit()
+    finally:
+        holder.close()
+    assert notifications(listener) == 1
+    # The skipped session did not notify, so its window is open: its next commit notifies.
+    record(webhook_db, str(uuid.uuid4()))
+    assert notifications(listener) == 1

@@ -4,7 +4,8 @@ Each suite runs headless for a few seconds against gunicorn on the test
 Postgres and memcached, and must pass its own verdict; its stats CSV, HTML
 report and JSON verdict must give the same request and failure counts. The
 admin suite must really have checked reads against its writes, the shopper
-suite must have refreshed tokens, and the step shape must report its steps.
+suite must have refreshed tokens and signed its two-factor share in through
+both steps, and the step shape must report its steps.
 
 locust lives in bench/.venv (never in the app's venv); `make bench-venv`
 creates it.
@@ -154,6 +155,33 @@ def test_shopper_suite_refreshes_tokens(seeded_server, tmp_path):
     # Logins (a memory-hard hash each) may take a second on a busy machine; a
     # refresh is due 0.3 s after each sign-in or refresh.
     assert entry(verdict, "/v1/auth/refresh")["requests"] >= 3
+
+
+def test_shopper_suite_signs_in_its_two_factor_share(seeded_server, postgres, tmp_path):
+    # One shopper in three: the third started registers, enrols TOTP and logs in twice.
+    verdict, prefix, _ = run_suite(seeded_server, tmp_path, "locustfiles/shopper.py",
+                                   "-u", "3", "-r", "3", "-t", f"{RUN_SECONDS + 2}s",
+                                   env={"BENCH_USER_RATE": "4", "BENCH_MFA_SHARE": "0.34"})
+    assert_reports_agree(verdict, prefix)
+    for name in ("/v1/auth/register", "/v1/users/me/mfa/totp", "/v1/users/me/mfa/totp/confirm",
+                 "/v1/auth/login (mfa required)", "/v1/auth/login/mfa"):
+        assert (entry(verdict, name)["requests"], entry(verdict, name)["failures"]) == (1, 0), name
+    # Two seeded shoppers plus the two-factor one's login before it enrolled.
+    assert entry(verdict, "/v1/auth/login")["requests"] == 3
+    # Every shopper, the two-factor one with its second-step token, then reads its profile.
+    me = entry(verdict, "/v1/users/me")
+    assert (me["requests"], me["failures"]) == (3, 0)
+    conn = psycopg2.connect(postgres.dsn())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT t.confirmed_at IS NOT NULL, t.last_step IS NOT NULL,"
+                        " (SELECT count(*) FROM audit_log a WHERE a.subject_id = u.id"
+                        "  AND a.action = 'auth.login' AND a.details->>'mfa' = 'totp')"
+                        " FROM users u JOIN user_totp t ON t.user_id = u.id"
+                        " WHERE u.email LIKE 'shopper-2fa-%'")
+            assert cur.fetchall() == [(True, True, 1)]
+    finally:
+        conn.close()
 
 
 def test_admin_suite_checks_convergence(seeded_server, tmp_path):

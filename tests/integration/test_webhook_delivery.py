@@ -13,6 +13,7 @@ import time
 import uuid
 from datetime import timedelta
 
+import psycopg2
 import pytest
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -186,6 +187,39 @@ def test_a_notification_wakes_the_worker_long_before_its_poll(webhook_db, sink, 
     assert sink.arrived.wait(5)
     assert sink.received[0].at - committed < 2.0
     assert sink.ids() == [event_id]
+
+
+def test_an_event_whose_notify_was_coalesced_away_is_delivered_within_a_window(
+        webhook_db, sink, start_worker):
+    subscribe(webhook_db, sink.url)
+    # The sink holds every request, so no finished attempt wakes the worker:
+    # only the claim a window after the NOTIFY can find the second event.
+    sink.hold = threading.Event()
+    start_worker(PEREGRINE_WEBHOOK_POLL_INTERVAL="60")
+    time.sleep(0.5)  # past the claims that follow the start of listening
+    listener = psycopg2.connect(webhook_db.dsn)
+    listener.autocommit = True
+    session = psycopg2.connect(webhook_db.dsn)  # one session, as one pooled connection
+    try:
+        with listener.cursor() as cur:
+            cur.execute(f"LISTEN {outbox.CHANNEL}")
+        with session.cursor() as cur:
+            first = outbox.record(cur, outbox.ORDER_PLACED, str(uuid.uuid4()), "{}")
+        session.commit()  # NOTIFYs: the worker wakes and claims the first event
+        with session.cursor() as cur:  # inside the window: no NOTIFY of its own
+            second = outbox.record(cur, outbox.ORDER_PLACED, str(uuid.uuid4()), "{}")
+            assert sink.arrived.wait(2)  # committed only after the NOTIFY's claim
+        session.commit()
+        committed = time.monotonic()
+        wait_until(lambda: len(sink.received) >= 2, timeout=5)
+        assert sink.received[1].at - committed < 1.0  # the poll is 60 s
+        listener.poll()
+        assert len(listener.notifies) == 1  # the second commit really sent none
+    finally:
+        sink.hold.set()
+        session.close()
+        listener.close()
+    assert sorted(sink.ids()) == sorted([first, second])
 
 
 def test_410_kills_the_delivery_and_disables_the_subscription(webhook_db, sink, start_worker):
