@@ -11,6 +11,9 @@ Correctness under any concurrency comes from Postgres, never from the cache:
 * the order, its lines, the stock moves, its event (the webhook outbox) and
   the Idempotency-Key record commit in one transaction: nothing is
   half-written.
+
+A placement is one call of the ``place_order()`` SQL function
+(app/migrations/0010_place_order.sql), which does all of the above.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import hashlib
 import logging
 import random
 from datetime import datetime
-from decimal import Decimal
 
 import gevent
 import psycopg2.errors
@@ -39,7 +41,7 @@ from app.pagination import UUIDText, decode_cursor, page
 from app.queries import events as outbox
 from app.queries import orders as q
 from app.queries import users
-from app.schemas.orders import OrderIn, OrderItemOut, OrderOut, OrderPage
+from app.schemas.orders import OrderIn, OrderOut, OrderPage
 from app.tokens import Principal
 
 log = logging.getLogger(__name__)
@@ -86,44 +88,27 @@ class Orders:
         return status, response
 
     def _place_once(self, principal, body, idempotency_key, request_hash):
-        lines = sorted(body.items, key=lambda line: line.product_id)  # fixed lock order
-        with self._pool.transaction() as conn, conn.cursor() as cur:
-            if idempotency_key is not None and not q.claim_idempotency_key(
-                    cur, principal.id, idempotency_key, request_hash):
-                raise _Replay()
-            taken, short = {}, []
-            for line in lines:
-                got = q.take_stock(cur, line.product_id, line.quantity)
-                if got is None:
-                    short.append(line.product_id)
-                else:
-                    taken[line.product_id] = got
-            if short:
-                _raise_for_shortfall(cur, short, self._metrics)
-            currencies = {currency for _, currency in taken.values()}
-            if len(currencies) > 1:
+        lines = [(line.product_id, line.quantity) for line in body.items]
+        with self._pool.connection() as conn, conn.cursor() as cur:
+            try:
+                response = q.place(cur, principal.id, idempotency_key, request_hash, lines,
+                                   body.shipping_address)
+            except q.UnknownProducts as ex:
+                raise ValidationFailed("some products do not exist", details=[
+                    {"field": "$.items", "message": f"unknown product {product_id}"}
+                    for product_id in ex.product_ids]) from None
+            except q.OutOfStock as ex:
+                self._metrics.incr("orders.out_of_stock")
+                raise OutOfStock("not enough stock for: " + ", ".join(ex.product_ids), details=[
+                    {"field": "$.items", "message": f"out of stock: {product_id}"}
+                    for product_id in ex.product_ids]) from None
+            except q.MixedCurrencies:
                 raise ValidationFailed("all products in an order must share one currency",
                                        details=[{"field": "$.items",
-                                                 "message": "mixed currencies"}])
-            # Lines keep the client's order in the response.
-            priced = [(line.product_id, line.quantity, taken[line.product_id][0])
-                      for line in body.items]
-            total = sum((Decimal(price) * quantity for _, quantity, price in priced),
-                        Decimal("0.00"))
-            currency = currencies.pop()
-            order_id, created_at = q.insert_order(cur, principal.id, f"{total:.2f}", currency,
-                                                  body.shipping_address, priced)
-            response = encoder.encode(OrderOut(
-                id=order_id, user_id=principal.id, status="placed",
-                items=[OrderItemOut(product_id=p, quantity=n, unit_price=price)
-                       for p, n, price in priced],
-                total=f"{total:.2f}", currency=currency,
-                shipping_address=body.shipping_address, created_at=created_at,
-            ))
-            outbox.record(cur, outbox.ORDER_PLACED, order_id, response)  # commits with the order
-            if idempotency_key is not None:
-                q.record_response(cur, principal.id, idempotency_key, 201, response)
-        return 201, response, list(taken)
+                                                 "message": "mixed currencies"}]) from None
+        if response is None:
+            raise _Replay()
+        return 201, response, [product_id for product_id, _ in lines]
 
     def _replay(self, principal, idempotency_key, request_hash) -> tuple[int, bytes]:
         with self._pool.connection() as conn, conn.cursor() as cur:
@@ -207,16 +192,3 @@ def _reject_duplicate_lines(body: OrderIn) -> None:
             raise ValidationFailed("each product may appear once per order", details=[
                 {"field": f"$.items[{index}].product_id", "message": "duplicate product"}])
         seen.add(line.product_id)
-
-
-def _raise_for_shortfall(cur, short: list[str], metrics) -> None:
-    """Out of stock (409 naming them) or unknown products (422); rolls back."""
-    existing = q.existing_products(cur, short)
-    unknown = [product_id for product_id in short if product_id not in existing]
-    if unknown:
-        raise ValidationFailed("some products do not exist", details=[
-            {"field": "$.items", "message": f"unknown product {product_id}"}
-            for product_id in unknown])
-    metrics.incr("orders.out_of_stock")
-    raise OutOfStock("not enough stock for: " + ", ".join(short), details=[
-        {"field": "$.items", "message": f"out of stock: {product_id}"} for product_id in short])

@@ -9,7 +9,12 @@ yielding garbage.
 
 from __future__ import annotations
 
-from cryptography.fernet import Fernet, InvalidToken
+import base64
+import binascii
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 
 class SealBroken(Exception):
@@ -17,10 +22,32 @@ class SealBroken(Exception):
 
 
 class Sealer:
-    __slots__ = ("_fernet",)
+    """Seals and opens with one key; ``cryptography`` is loaded on first use.
+
+    PERF: importing Fernet pulls in ``cryptography`` (≈ 6 MB of worker RSS,
+    bench/README.md); only the two-factor routes need it, so a worker that
+    serves the catalog never loads it.
+    """
+
+    __slots__ = ("_key", "_fernet_instance")
 
     def __init__(self, key: bytes):
-        self._fernet = Fernet(key)
+        try:
+            valid = len(base64.urlsafe_b64decode(key)) == 32
+        except (binascii.Error, ValueError):
+            valid = False
+        if not valid:
+            raise ValueError("a data key is 32 bytes in URL-safe base64")
+        self._key = key
+        self._fernet_instance: Fernet | None = None
+
+    @property
+    def _fernet(self) -> Fernet:
+        if self._fernet_instance is None:
+            from cryptography.fernet import Fernet
+
+            self._fernet_instance = Fernet(self._key)
+        return self._fernet_instance
 
     def __repr__(self) -> str:
         return "Sealer(<key>)"
@@ -29,6 +56,8 @@ class Sealer:
         return self._fernet.encrypt(plaintext.encode())
 
     def open(self, sealed: bytes) -> str:
+        from cryptography.fernet import InvalidToken
+
         try:
             return self._fernet.decrypt(sealed).decode()
         except InvalidToken:

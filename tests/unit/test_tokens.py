@@ -1,0 +1,83 @@
+"""Access tokens: issued by PyJWT, verified by hotpath.jwt, PyJWT loaded only to issue."""
+
+import base64
+import subprocess
+import sys
+
+import jwt as pyjwt
+
+from app import sealing, tokens
+
+SECRET = b"s" * 32
+USER = "00000000-0000-4000-8000-000000000000"
+
+
+def test_a_token_carries_the_claims_and_header_pyjwt_reads_back():
+    token = tokens.issue_access_token(SECRET, USER, "admin", now=1_700_000_000)
+    claims = pyjwt.decode(token, SECRET, algorithms=["HS256"], audience=tokens.AUDIENCE,
+                          issuer=tokens.ISSUER, options={"verify_exp": False})
+    assert pyjwt.get_unverified_header(token) == {"alg": "HS256", "typ": tokens.TOKEN_TYPE}
+    assert claims == {"sub": USER, "role": "admin", "iat": 1_700_000_000,
+                      "exp": 1_700_000_000 + tokens.ACCESS_TTL_SECONDS, "iss": tokens.ISSUER,
+                      "aud": tokens.AUDIENCE, "jti": claims["jti"]}
+    assert len(claims["jti"]) == 32
+    assert token == pyjwt.encode(claims, SECRET, algorithm="HS256",
+                                 headers={"typ": tokens.TOKEN_TYPE})
+
+
+def test_a_token_signed_with_another_secret_is_refused():
+    token = tokens.issue_access_token(b"t" * 32, USER, "user")
+    try:
+        tokens.authenticate(SECRET, token)
+    except tokens.InvalidToken:
+        return
+    raise AssertionError("a token under another secret was accepted")
+
+
+def test_issued_tokens_verify_and_carry_their_principal():
+    token = tokens.issue_access_token(SECRET, USER, "user")
+    assert tokens.authenticate(SECRET, token) == tokens.Principal(USER, "user")
+
+
+# A fresh interpreter: this test process has imported jwt already.
+_PROBE = """
+import sys
+import app.factory
+from app import mfa, sealing, tokens
+def loaded():
+    return sorted({name.split(".")[0] for name in sys.modules
+                   if name == "jwt" or name.startswith(("jwt.", "cryptography."))})
+secret = b"k" * 32
+sealer = sealing.Sealer(b"a" * 43 + b"=")
+before = loaded()
+principal = tokens.authenticate(secret, tokens.issue_access_token(
+    secret, "00000000-0000-4000-8000-000000000000", "user"))
+print(principal.role, before, loaded())
+"""
+
+
+def test_pyjwt_and_cryptography_load_only_when_a_token_is_issued():
+    result = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.strip() == "user [] ['cryptography', 'jwt']"
+
+
+def test_a_malformed_data_key_is_refused_when_the_sealer_is_built():
+    for key in (b"short", b"!" * 44, b"a" * 40):
+        try:
+            sealing.Sealer(key)
+        except ValueError:
+            continue
+        raise AssertionError(f"{key!r} was accepted as a data key")
+
+
+def test_sealed_values_open_with_their_key_only():
+    key = base64.urlsafe_b64encode(b"k" * 32)
+    sealed = sealing.Sealer(key).seal("JBSWY3DPEHPK3PXP")
+    assert sealing.Sealer(key).open(sealed) == "JBSWY3DPEHPK3PXP"
+    other = sealing.Sealer(base64.urlsafe_b64encode(b"o" * 32))
+    try:
+        other.open(sealed)
+    except sealing.SealBroken:
+        return
+    raise AssertionError("a value opened under another key")
