@@ -68,8 +68,11 @@ the record: still safe to keep (the first two bullets hold for it). A tag
 that changes either way (``None`` -> epoch, epoch -> ``None`` or another
 epoch) invalidates the entry: conservative, and the cost is one miss.
 
-Entries are per process, capped at ``max_entries`` (the oldest inserted is
-evicted first); the placeholder and "does not exist" are never stored.
+Entries are per process, capped at ``max_entries`` and at ``max_bytes`` of
+values (the oldest inserted is evicted first): list pages are ~10 KB, and a
+stream of one-off queries must not grow a worker by 10,000 of them (a
+catalog-miss run took one worker's RSS from 70 to 94 MB with a count cap
+alone). The placeholder and "does not exist" are never stored.
 
 Caveat: a gunicorn USR2 binary upgrade runs two masters side by side for a
 while, each with its own table; until the old one stops, its workers behave
@@ -91,6 +94,7 @@ import zlib
 
 SLOTS = 65536  # a power of two; 256 KiB of shared memory
 MAX_ENTRIES = 10_000
+MAX_BYTES = 8 * 1024 * 1024
 _MASK = 0xFFFFFFFF
 
 
@@ -142,12 +146,15 @@ class NearCache:
     """Per-process entries ``key -> (value, slot, version, tag, expires_at)``."""
 
     def __init__(self, ttl: float, *, slots: Slots = TABLE, tag=_no_tag,
-                 max_entries: int = MAX_ENTRIES, clock=time.monotonic):
+                 max_entries: int = MAX_ENTRIES, clock=time.monotonic,
+                 max_bytes: int = MAX_BYTES):
         self.ttl = ttl
         self._slots = slots
         self._values = slots.values
         self._tag = tag  # key -> what the key's memcached node is read under now
         self._max = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0  # the length of every value held
         self._clock = clock
         self._entries: dict[str, tuple] = {}
 
@@ -160,7 +167,7 @@ class NearCache:
         if (self._values[slot] == version and self._clock() < expires_at
                 and self._tag(key) == tag):
             return value
-        self._entries.pop(key, None)
+        self._drop(key)
         return None
 
     def begin(self, key: str) -> tuple:
@@ -174,16 +181,25 @@ class NearCache:
         if self._values[slot] != version or self._clock() >= expires_at:
             return  # a write moved the slot meanwhile, or the read took the whole ttl
         entries = self._entries
-        entries.pop(key, None)
-        while len(entries) >= self._max:
-            del entries[next(iter(entries))]  # the oldest inserted
+        self._drop(key)
+        size = len(value)
+        if size > self._max_bytes:
+            return
+        while entries and (len(entries) >= self._max or self._bytes + size > self._max_bytes):
+            self._drop(next(iter(entries)))  # the oldest inserted
         entries[key] = (value, slot, version, tag, expires_at)
+        self._bytes += size
 
     def bump(self, keys) -> None:
         """After the commit and the memcached invalidation: fail every worker's entries."""
         self._slots.bump([self._slots.index(k) for k in keys])
         for k in keys:
-            self._entries.pop(k, None)
+            self._drop(k)
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= len(entry[0])
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 
 from app.catalog import etag
+from app.etags import etag_of
 from app.media import write_json
 from app.operations import ADMIN, PUBLIC, operation
 from app.schemas.catalog import (
@@ -21,7 +22,7 @@ from app.schemas.catalog import (
 
 def _send_cached(req, resp, body: bytes) -> None:
     """Send a cached JSON body with its strong ETag, or 304 when the client has it."""
-    tag = etag(body)
+    tag = etag_of(body)
     resp.set_header("ETag", tag)
     if_none_match = req.get_header("If-None-Match")
     if if_none_match and (if_none_match.strip() == "*" or tag in _etags(if_none_match)):

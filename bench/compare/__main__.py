@@ -14,8 +14,14 @@ worker on CPU0 per server while wrk (64 connections) drives it from CPU1:
 ``list``     ``GET /v1/products?category=<slug>&limit=20`` over every category
 ``orders``   ``POST /v1/orders``, one line, ample stock (Peregrine only: the peers
              have no orders)
+``miss``     the catalog-miss path (Peregrine only): list pages that miss the near
+             cache and memcached on every request, so each is read from Postgres
 
 ``--long`` adds Peregrine's worker RSS after 100,000 and 1,000,000 requests.
+``--replicas N`` starts N streaming replicas next to Postgres: every scenario is
+still measured against the primary alone, and ``miss`` once more with the app
+reading through the replicas (``PEREGRINE_DATABASE_REPLICA_URLS``), with each
+Postgres server's CPU and transactions per request.
 Results go to bench/results/compare-<time>.json. Targets are reported, not
 enforced: the exit status is 1 only if a run failed (a request error, a
 server that did not serve, a peer whose body differs from Peregrine's).
@@ -29,13 +35,18 @@ import sys
 import tempfile
 import time
 import urllib.error
+from functools import partial
 
 from bench.compare import client, measure, report, servers, stack
+from bench.compare import databases as db_costs
 from bench.http_workers import free_port
 
-SCENARIOS = ("product", "me", "list", "orders")
+SCENARIOS = ("product", "me", "list", "orders", "miss")
+PEREGRINE_ONLY = ("orders", "miss")
 ROTATE_LUA = os.path.join(servers.ROOT, "bench", "wrk", "rotate.lua")
 ORDERS_LUA = os.path.join(servers.ROOT, "bench", "compare", "orders.lua")
+MISS_LUA = os.path.join(servers.ROOT, "bench", "compare", "miss.lua")
+REPLICA_URLS = "PEREGRINE_DATABASE_REPLICA_URLS"
 RESULTS = os.path.join(servers.ROOT, "bench", "results")
 
 
@@ -57,6 +68,13 @@ def parse_args():
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
     parser.add_argument("--webhook-subscription", action="store_true",
                         help="subscribe a webhook to every event first (orders then fan out)")
+    parser.add_argument("--replicas", type=int, default=0, metavar="N",
+                        help="start N streaming replicas; measure the miss scenario "
+                             "with and without them")
+    parser.add_argument("--replica-pool-size", type=int, default=10, metavar="N",
+                        help="the app's connections per replica in that run (default 10, the "
+                             "primary's pool; the shipped 4 sends what does not fit to the "
+                             "primary)")
     parser.add_argument("--long", action="store_true",
                         help="also Peregrine's worker RSS at 100k and 1M requests "
                              "(1M more requests: ~2 min at 10k req/s)")
@@ -124,6 +142,7 @@ def plans(files, token):
         "me": ("/v1/users/me", auth, []),
         "list": ("/", ["-s", ROTATE_LUA], ["--", files["lists"]]),
         "orders": ("/v1/orders", auth + ["-s", ORDERS_LUA], ["--", files["order_ids"]]),
+        "miss": ("/", ["-s", MISS_LUA], ["--", files["slugs"]]),
     }
 
 
@@ -137,15 +156,28 @@ def bodies(port, paths):
     return {name: client.call(port, "GET", path, headers=h) for name, path, h in paths}
 
 
-def run_scenarios(session, scenarios, plan, args, results):
+def run_scenarios(session, scenarios, plan, args, results, databases=None):
+    """Measure each scenario; with ``databases`` (the miss path) also Postgres' share."""
     for scenario in scenarios:
         path, options, script_args = plan[scenario]
+        probe = None
+        if databases is not None and scenario == "miss":
+            probe = partial(db_sample, databases)
         result = measure.run(session.pid, session.url(path), args.duration, args.connections,
-                             options, script_args)
+                             options, script_args, probe=probe)
+        if probe is not None:
+            before, after = result.pop("probe")
+            result["databases"] = db_costs.per_request(before, after, result["requests"])
         keep_best(results.setdefault(scenario, {}), session.server.name, result)
         print(f"  {scenario:8} {session.server.name:12} {result['rps']:8.0f} req/s "
               f"p99 {result['p99_ms']:7.2f} ms {result['cpu_us']:7.1f} us/req "
               f"RSS {result['rss_mb']:5.1f} MB errors {result['errors']}", file=sys.stderr)
+
+
+def db_sample(databases):
+    # Backends report their counts when idle, at most once a second: let them.
+    time.sleep(1.5)
+    return db_costs.sample(databases)
 
 
 def keep_best(runs, name, result):
@@ -203,18 +235,21 @@ def main():
         peers.append(servers.fastapi())
     if "granian" in args.servers:
         peers += [servers.granian(n) for n in args.granian_threads]
-    reads = [s for s in args.scenarios if s != "orders"]
+    reads = [s for s in args.scenarios if s not in PEREGRINE_ONLY]
     results, checks_failed, log_lines, started = {}, [], {}, time.time()
     load = {"start": loadavg()}
     long_result = None
 
     with tempfile.TemporaryDirectory(prefix="peregrine-compare-") as tmp, \
-            stack.services(args.products, args.users) as env:
+            stack.services(args.products, args.users, args.replicas) as services_env:
+        # Every server reads from the primary alone, unless said otherwise below.
+        env = {k: v for k, v in services_env.items() if k != REPLICA_URLS}
+        databases = db_costs.servers(services_env)
         order_ids = stack.stock_up(env)
         if args.webhook_subscription:
             stack.subscribe_webhook(env)
         files = {name: os.path.join(tmp, f"{name}.txt")
-                 for name in ("products", "lists", "order_ids")}
+                 for name in ("products", "lists", "order_ids", "slugs")}
         write_lines(files["order_ids"], order_ids)
         logins = 0
 
@@ -230,6 +265,7 @@ def main():
                 write_lines(files["products"], [f"/v1/products/{i}" for i in ids])
                 write_lines(files["lists"],
                             [f"/v1/products?category={s}&limit=20" for s in slugs])
+                write_lines(files["slugs"], slugs)
                 paths = reference_paths(ids, slugs, token)
                 reference = bodies(session.port, paths)
                 plan = plans(files, token)
@@ -248,6 +284,21 @@ def main():
                                   f"{reference[name]!r:.300}", file=sys.stderr)
                     run_scenarios(session, reads, plan, args, results)
 
+        if "peregrine" in args.servers and "miss" in args.scenarios:
+            # Fresh workers, so each run's RSS is its own: the primary alone, then
+            # (with --replicas) the app reading through the replicas.
+            runs = [(peregrine, env)]
+            if args.replicas:
+                runs.append((servers.peregrine(statsd_port, name=f"peregrine+{args.replicas}r"),
+                             dict(env, **{REPLICA_URLS: services_env[REPLICA_URLS],
+                                          "PEREGRINE_REPLICA_POOL_SIZE":
+                                              str(args.replica_pool_size)})))
+            for round_number in range(args.rounds):
+                for server, server_env in runs:
+                    with Session(server, server_env, tmp) as session:
+                        run_scenarios(session, ["miss"], plan, args, results, databases)
+                    log_lines[f"{server.name}-miss-{round_number + 1}"] = session.request_lines
+
         if "peregrine" in args.servers and ("orders" in args.scenarios or args.long):
             with Session(peregrine, env, tmp) as session:
                 logins += 1
@@ -265,6 +316,7 @@ def main():
                    for scenario, runs in results.items() for name, r in runs.items()
                    if r["errors"]]
     report.print_table(results)
+    report.print_databases(results)
     found = report.ratios(results)
     report.print_ratios(found)
     checks = report.targets(results, long_result)

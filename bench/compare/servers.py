@@ -27,10 +27,10 @@ class Server:
     cwd: str = ROOT
 
 
-def peregrine(statsd_port: int) -> Server:
+def peregrine(statsd_port: int, name: str = "peregrine") -> Server:
     env = {"PEREGRINE_WORKERS": "1", "PEREGRINE_RATE_LIMIT_PER_MINUTE": "0",
            "PEREGRINE_LOG_LEVEL": "info", "PEREGRINE_STATSD_ADDR": f"127.0.0.1:{statsd_port}"}
-    return Server("peregrine", "peregrine", [sys.executable, "-m", "app", "serve"], env)
+    return Server(name, "peregrine", [sys.executable, "-m", "app", "serve"], env)
 
 
 def fastapi() -> Server:

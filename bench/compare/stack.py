@@ -45,14 +45,18 @@ def exports(text: str) -> dict:
 
 
 @contextmanager
-def services(products: int, users: int):
-    """Yield the environment of a fresh, seeded Postgres + memcached on CPU1."""
+def services(products: int, users: int, replicas: int = 0):
+    """Yield the environment of a fresh, seeded Postgres + memcached on CPU1.
+
+    With ``replicas``, that many streaming replicas of that Postgres run next
+    to it (on CPU1 too) and ``PEREGRINE_DATABASE_REPLICA_URLS`` lists them.
+    """
     run_dir = tempfile.mkdtemp(prefix="peregrine-compare-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PEREGRINE_")}
     env["PEREGRINE_RUN_DIR"] = run_dir
     try:
         # taskset: the daemons (and every Postgres backend they fork) stay on CPU1.
-        env.update(exports(cli("services", "up", env=env, cpu=1)))
+        env.update(exports(cli("services", "up", "--replicas", str(replicas), env=env, cpu=1)))
         cli("migrate", env=env, cpu=1)
         print(f"seeding {products:,} products and {users:,} users ...", file=sys.stderr)
         cli("seed", "--products", str(products), "--users", str(users), env=env, cpu=1)

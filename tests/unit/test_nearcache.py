@@ -105,6 +105,19 @@ def test_entries_are_capped_oldest_first(slots, clock):
     assert [near.get(n) for n in "bcd"] == [b"b", b"c", b"d"]
 
 
+def test_entries_are_capped_by_their_bytes_oldest_first(slots, clock):
+    near = NearCache(0.5, slots=slots, clock=clock, max_bytes=10)
+    for name in "abc":
+        fill(near, name, name.encode() * 4)  # 4 bytes each: the third evicts the first
+    assert near.get("a") is None
+    assert [near.get(n) for n in "bc"] == [b"bbbb", b"cccc"]
+    fill(near, "big", b"x" * 11)  # larger than the whole budget: not kept, nothing evicted
+    assert near.get("big") is None and len(near) == 2
+    near.bump(["b"])
+    fill(near, "d", b"dddddd")  # 4 + 6 fits once b's bytes are given back
+    assert [near.get(n) for n in "cd"] == [b"cccc", b"dddddd"]
+
+
 def test_slots_wrap_at_32_bits(slots, clock):
     near = NearCache(0.5, slots=slots, clock=clock)
     index = slots.index("k")
