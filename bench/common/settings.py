@@ -11,6 +11,8 @@ BENCH_ADMIN_EMAIL, BENCH_ADMIN_PASSWORD
                     an admin account for the admin suite (default
                     admin@example.test / BENCH_PASSWORD)
 BENCH_HOT_PRODUCTS  products the admin suite writes and reads (default 20)
+BENCH_MFA_SHARE     share of shoppers that register their own account, enrol
+                    TOTP and sign in with two factors (default 0.1)
 BENCH_CONVERGE_MS   how long after a write every read must show it (default
                     1000, the contract's bound for reads on other nodes)
 BENCH_MAX_FAIL_RATIO, BENCH_P95_MS, BENCH_ALLOW_CPU_WARNING: see checks.py
