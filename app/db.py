@@ -35,6 +35,7 @@ import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 
+from app import tracing
 from app.errors import DatabaseUnavailable, QueryTimeout, ValidationFailed
 from app.metrics import NULL_METRICS, Metrics
 
@@ -59,6 +60,56 @@ class PooledConnection(psycopg2.extensions.connection):
     # moves forward while the server runs, and no connection outlives a
     # restart, so it is a lower bound of what every later query here sees.
     replayed: int = 0
+
+
+class TracedCursor(psycopg2.extensions.cursor):
+    """A cursor whose statements begin with the request's traceparent, as a comment.
+
+    ``/* traceparent='00-<trace id>-<span id>-<flags>' */ SELECT ...`` is the
+    text pg_stat_activity shows and log_min_duration_statement logs, so a
+    slow query leads back to its request and that request's log lines.
+
+    A comment costs no round trip: psycopg2 has no server-side prepare and
+    sends every statement as text, so this is a string concatenation before
+    the send. ``SET application_name`` per request would be one more round
+    trip each, so application_name stays what it is free to be: set once
+    per connection, at connect. Leading, because pg_stat_activity cuts a
+    statement at track_activity_query_size. The traceparent comes from
+    app/tracing.py, which makes it of hex digits and dashes only: it can
+    neither close the comment nor add a ``%`` placeholder. Outside a request
+    (CLI, background greenlets) statements go out unchanged.
+    PERF: ~1.6k instructions per statement (callgrind; the base class's
+    execute called directly, not through super()), a fraction of a
+    microsecond against a query's round trip of ~100 us or more.
+    """
+
+    def execute(self, query, vars=None):
+        request = _current_request()
+        if request is not None:
+            if type(query) is str:
+                query = f"/* traceparent='{request[2]}' */ {query}"
+            else:
+                query = _traced(query, request[2])
+        return _execute(self, query, vars)
+
+    def executemany(self, query, vars_list):
+        request = _current_request()
+        if request is not None:
+            query = _traced(query, request[2])
+        return _executemany(self, query, vars_list)
+
+
+_current_request = tracing.current.get
+_execute = psycopg2.extensions.cursor.execute
+_executemany = psycopg2.extensions.cursor.executemany
+
+
+def _traced(query, traceparent: str):
+    if type(query) is str:
+        return f"/* traceparent='{traceparent}' */ {query}"
+    if type(query) is bytes:
+        return f"/* traceparent='{traceparent}' */ ".encode() + query
+    return query  # a psycopg2.sql object: composed against the connection later
 
 
 class Pool:
@@ -91,6 +142,7 @@ class Pool:
         self._slots = gevent.lock.BoundedSemaphore(size)
         self._connect_kwargs: dict[str, Any] = {
             "connection_factory": PooledConnection,
+            "cursor_factory": TracedCursor,
             "application_name": application_name or f"peregrine-{os.getpid()}",
             # psycogreen makes libpq asynchronous, and then libpq ignores
             # connect_timeout; it is enforced with gevent.Timeout below too.

@@ -4,13 +4,18 @@ Resources and services raise these; :func:`register` installs the handlers
 that turn them (and falcon's own errors, and anything unexpected) into the
 contract's error envelope::
 
-    {"error": {"code": ..., "message": ..., "details": [...]}, "request_id": ...}
+    {"error": {"code": ..., "message": ..., "details": [...]}, "request_id": ...,
+     "trace_id": ...}
+
+``trace_id`` is the request's W3C trace id (app/tracing.py), the one in its
+log lines and its ``traceparent`` response header.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from typing import Annotated
 
 import falcon
 import msgspec
@@ -152,6 +157,9 @@ class Error(msgspec.Struct, omit_defaults=True):
 class ErrorEnvelope(msgspec.Struct):
     error: Error
     request_id: str
+    trace_id: Annotated[str, msgspec.Meta(
+        description="The request's W3C trace id (32 hex digits), as in its traceparent "
+                    "response header and its log lines.")]
 
 
 _encode = msgspec.json.Encoder().encode
@@ -171,11 +179,13 @@ _FALCON_MESSAGES = {
 
 def write_error(req, resp, status, code: str, message: str, details=None, headers=None):
     """Render the error envelope into ``resp``."""
-    request_id = getattr(req.context, "request_id", "") or ""
+    context = req.context
+    request_id = getattr(context, "request_id", "") or ""
+    trace_id = getattr(context, "trace_id", "") or ""
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
     resp.data = _encode(
-        ErrorEnvelope(Error(code, message, details or None), request_id)
+        ErrorEnvelope(Error(code, message, details or None), request_id, trace_id)
     )
     for name, value in (headers or {}).items():
         resp.set_header(name, value)

@@ -8,9 +8,9 @@
 # environment variable stops the master with a clear message, and
 # app.nearcache (stdlib only): its shared-memory slot table must be created
 # in the master so that every worker forked from it, recycled or reloaded,
-# maps the same one (the near cache's same-node invalidation); with statsd
-# on, gunicorn also loads logger_class, app.metrics (socket and gunicorn
-# only, no gevent), in the master.
+# maps the same one (the near cache's same-node invalidation). gunicorn
+# also loads logger_class, app.gunicorn_log (app.logs, app.metrics:
+# msgspec, socket and gunicorn only, no gevent), in the master.
 #
 # Every setting that matters can be changed with a PEREGRINE_* variable (see
 # README.md); the rest are fixed here with the reason beside them.
@@ -91,12 +91,14 @@ limit_request_field_size = 8190
 # Logging
 #
 #   The application writes one JSON line per request, so gunicorn's access
-#   log is off; its error log goes to stderr (journald under systemd).
+#   log is off; its error log goes to stderr (journald under systemd), in
+#   the application's JSON shape (app/gunicorn_log.py): one log format.
 
 accesslog = None
 errorlog = "-"
 loglevel = _config.log_level
 proc_name = "peregrine"
+logger_class = "app.gunicorn_log.JsonLogger"
 
 # gunicorn >= 25 opens a control socket at one per-user default path, where
 # several instances on a host (tests, side-by-side apps) would collide. The
@@ -115,7 +117,8 @@ if _config.statsd_addr is not None:
     # PERF: gunicorn's Statsd logger, but the three per-request metrics are
     # summed/batched in the worker like the app's (app/metrics.py): three
     # datagrams per request cost ~13 us of worker CPU. Same names and lines.
-    logger_class = "app.metrics.GunicornStatsd"
+    # (app.metrics.GunicornStatsd, with the JSON error log.)
+    logger_class = "app.gunicorn_log.JsonStatsdLogger"
 
 # Seconds between flushes of the buffered request log and statsd batches
 # (app/flushing.py): how late a line or a metric may leave a quiet worker.

@@ -1,8 +1,10 @@
 """One JSON object per log line, on stderr (journald or the terminal).
 
-Every record carries the current request id when there is one; the request
-log line adds method, route template, status and duration. Nothing here ever
-logs bodies, tokens or passwords.
+Every record carries the current request id and trace id (app/tracing.py)
+when there are some; the request log line adds method, route template,
+status and duration. gunicorn's own lines (boot, worker start and exit,
+timeouts) use the same formatter (app/gunicorn_conf.py), so there is one log
+format. Nothing here ever logs bodies, tokens or passwords.
 
 PERF: the request line skips the logging module (LogRecord, handler lock,
 formatter: ~44 us of worker CPU per line with the write): it is queued as a
@@ -19,24 +21,27 @@ SIGKILL loses at most the last tick's lines.
 from __future__ import annotations
 
 import collections
-import contextvars
+import fcntl
 import logging
 import os
+import stat
 import sys
 import threading
 import time
 
 import msgspec
 
-from app import flushing
-
-# Greenlet-local under gevent (contextvars are per greenlet since greenlet 0.4.17).
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "request_id", default=None
-)
+from app import flushing, tracing
 
 #: Buffered bytes that trigger a write (a few hundred request lines).
 BUFFER_BYTES = 64 * 1024
+#: What a pipe on stderr is enlarged to: several flushes. A flush is a little
+#: over BUFFER_BYTES; in a 64 KiB pipe (Linux's default) one flush could
+#: fill it, and then the blocking write freezes the whole worker, every
+#: greenlet, until the reader catches up. journald reads stderr from a unix
+#: socket instead, whose send buffer (net.core.wmem_default, 208 KiB) already
+#: holds a few flushes.
+PIPE_BYTES = 1024 * 1024
 
 _encode = msgspec.json.Encoder().encode
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -44,9 +49,14 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 request_log = logging.getLogger("peregrine.request")
 
 
+#: ".000Z" to ".999Z": PERF, indexing costs ~0.5k instructions less than
+#: formatting the milliseconds per line.
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
+
+
 def _timestamp(created: float) -> str:
     return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-            + f".{int((created - int(created)) * 1000):03d}Z")
+            + _MILLIS[int((created - int(created)) * 1000)])
 
 
 class JsonFormatter(logging.Formatter):
@@ -58,9 +68,10 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "pid": os.getpid(),
         }
-        request_id = request_id_var.get()
-        if request_id:
-            entry["request_id"] = request_id
+        request = tracing.current.get()
+        if request is not None:
+            entry["request_id"] = request[0]
+            entry["trace_id"] = request[1]
         for name, value in vars(record).items():
             if name not in _STANDARD and not name.startswith("_"):
                 entry[name] = value
@@ -78,6 +89,7 @@ class RequestLine(msgspec.Struct):
     msg: str
     pid: int
     request_id: str
+    trace_id: str
     method: str
     route: object
     status: int
@@ -86,7 +98,7 @@ class RequestLine(msgspec.Struct):
 
 
 class RequestLineNoId(msgspec.Struct):
-    """As RequestLine, when no request id is set (JsonFormatter omits it)."""
+    """As RequestLine, outside a request (JsonFormatter omits both ids)."""
 
     ts: str
     level: str
@@ -102,8 +114,10 @@ class RequestLineNoId(msgspec.Struct):
 
 # enc_hook=str: a value msgspec cannot encode must not cost a flush its lines.
 _encode_lines = msgspec.json.Encoder(enc_hook=str).encode_lines
-#: What a buffered RequestLine counts towards BUFFER_BYTES.
-_REQUEST_LINE_BYTES = 256
+#: What a buffered RequestLine counts towards BUFFER_BYTES: about its encoded
+#: size (~260 bytes for /healthz, ~330 with a user id), so a flush stays near
+#: BUFFER_BYTES.
+_REQUEST_LINE_BYTES = 300
 
 
 class LineBuffer:
@@ -219,12 +233,12 @@ def request_line(method: str, route: str | None, status: int, duration_ms: float
     if second != clock.second:
         clock.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
         clock.second = second
-    ts = f"{clock.prefix}.{int((now - second) * 1000):03d}Z"
-    request_id = request_id_var.get()
+    ts = clock.prefix + _MILLIS[int((now - second) * 1000)]
+    request = tracing.current.get()
     line: RequestLine | RequestLineNoId
-    if request_id:
-        line = RequestLine(ts, "info", "peregrine.request", "request", clock.pid, request_id,
-                           method, route, status, duration_ms, user_id)
+    if request is not None:
+        line = RequestLine(ts, "info", "peregrine.request", "request", clock.pid, request[0],
+                           request[1], method, route, status, duration_ms, user_id)
     else:
         line = RequestLineNoId(ts, "info", "peregrine.request", "request", clock.pid,
                                method, route, status, duration_ms, user_id)
@@ -239,12 +253,57 @@ def configure(level: str = "info") -> None:
     stream = getattr(sys.stderr, "buffer", None)
     if stream is None:  # a text-only stand-in for stderr
         stream = _TextStream(sys.stderr)
+    else:
+        enlarge_pipe(stream)
     _buffer = LineBuffer(stream)
     flushing.register(_buffer.flush)
     handler = BufferedJsonHandler(_buffer)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # In a gunicorn worker, gunicorn's own records (its error log, already in
+    # this format) join the same buffer: written straight to stderr they
+    # would overtake buffered lines, e.g. "Worker exiting" before the last
+    # requests' lines.
+    gunicorn_log = logging.getLogger("gunicorn.error")
+    if any(_writes_stderr(h) for h in gunicorn_log.handlers):
+        gunicorn_log.handlers[:] = [h for h in gunicorn_log.handlers if not _writes_stderr(h)]
+        gunicorn_log.addHandler(handler)
+
+
+def _writes_stderr(handler: logging.Handler) -> bool:
+    if isinstance(handler, BufferedJsonHandler):
+        return True
+    stream = getattr(handler, "stream", None)
+    if type(handler) is not logging.StreamHandler or stream is None:
+        return False
+    try:
+        return stream.fileno() == 2
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def enlarge_pipe(stream) -> int | None:
+    """Grow ``stream``'s pipe to PIPE_BYTES (or the system's limit); its new size.
+
+    None when ``stream`` is no pipe or the size cannot change: a best effort,
+    logging works without it.
+    """
+    try:
+        fd = stream.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return None
+        size = PIPE_BYTES
+        try:
+            with open("/proc/sys/fs/pipe-max-size") as limit:
+                size = min(size, int(limit.read()))  # beyond it only root may go
+        except (OSError, ValueError):
+            pass
+        if fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) < size:
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
+        return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 class _TextStream:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 
-from app import logs
+from app import logs, tracing
+from app.ids import new_request_id
 from app.media import check_declared_length
 from app.metrics import route_name
 
@@ -16,16 +16,15 @@ log = logging.getLogger("peregrine.request")
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
-def new_request_id() -> str:
-    return os.urandom(16).hex()
-
-
 class RequestContext:
-    """Give every request an id, time it, log it once and count it.
+    """Give every request an id and a trace, time it, log it once and count it.
 
     A client's ``X-Request-ID`` is kept when it is 1-128 characters of
     ``[A-Za-z0-9._-]``; anything else is replaced, so ids cannot inject
-    into logs.
+    into logs. A valid ``traceparent`` is continued, anything else starts a
+    new trace (app/tracing.py); the response names this server's span in
+    its own ``traceparent``, with the caller's ``tracestate`` when
+    well-formed.
     """
 
     def __init__(self, metrics):
@@ -35,16 +34,27 @@ class RequestContext:
         self._names: dict[tuple[str, str | None], str] = {}
 
     def process_request(self, req, resp):
-        incoming = req.get_header("X-Request-ID")
+        # PERF: the WSGI environ read directly; get_header() normalises the
+        # name on every call (~1k instructions each, callgrind).
+        env = req.env
+        incoming = env.get("HTTP_X_REQUEST_ID")
         if incoming is not None and _VALID_REQUEST_ID.fullmatch(incoming):
             request_id = incoming
         else:
             request_id = new_request_id()
-        req.context.request_id = request_id
-        req.context.started = time.perf_counter()
-        req.context.user = None
-        logs.request_id_var.set(request_id)
+        trace_id, traceparent, continued = tracing.continue_trace(env.get("HTTP_TRACEPARENT"))
+        context = req.context
+        context.request_id = request_id
+        context.trace_id = trace_id
+        context.started = time.perf_counter()
+        context.user = None
+        tracing.current.set((request_id, trace_id, traceparent))
         resp.set_header("X-Request-ID", request_id)
+        resp.set_header("traceparent", traceparent)
+        if continued:  # a tracestate only means something next to its traceparent
+            tracestate = tracing.clean_tracestate(env.get("HTTP_TRACESTATE"))
+            if tracestate is not None:
+                resp.set_header("tracestate", tracestate)
         # Refuse a declared oversized body before anything reads it.
         check_declared_length(req)
 
@@ -64,6 +74,10 @@ class RequestContext:
             user = req.context.user
             # PERF: encoded straight into the buffered stderr writer, not
             # through log.info(): ~44 -> ~1.5 us per line (app/logs.py).
-            logs.request_line(req.method, req.uri_template, status, round(elapsed_ms, 2),
+            # PERF: int(x * 100 + 0.5) / 100 rounds a non-negative duration to
+            # 0.01 ms like round(x, 2) (half up, not half even), ~2.5k fewer
+            # instructions per request (callgrind).
+            logs.request_line(req.method, req.uri_template, status,
+                              int(elapsed_ms * 100 + 0.5) / 100,
                               user.id if user is not None else None)
-        logs.request_id_var.set(None)
+        tracing.current.set(None)

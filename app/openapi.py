@@ -295,8 +295,12 @@ def _ecma_patterns(node):
 
 
 def _is_id(name: str) -> bool:
-    # request_id names a request (hex, see app/middleware.py), not a row.
-    return name == "id" or (name.endswith("_id") and name != "request_id")
+    # request_id and trace_id name a request (hex, app/middleware.py and
+    # app/tracing.py), not a row.
+    return name == "id" or (name.endswith("_id") and name not in _REQUEST_IDS)
+
+
+_REQUEST_IDS = ("request_id", "trace_id")
 
 
 def _uuid_ids(node):

@@ -18,9 +18,21 @@ server), as journald would read it from a pipe.
 Usage::
 
     .venv/bin/python bench/overhead.py [--duration 10] [--rounds 3]
+
+``--callgrind`` counts instructions per ``/healthz`` request instead, which
+other jobs on the machine do not move: the app in-process (Falcon, the
+middleware, the request line, statsd; no HTTP worker, no recycling), under
+``valgrind --tool=callgrind``, once with ``--callgrind-requests`` requests
+and once with twice as many, so interpreter start-up and imports cancel out.
+Scenarios ``off`` (warning level, no statsd) and ``log+statsd`` (info, statsd
+at a UDP port nobody reads); log lines go to a file. No stack needed::
+
+    .venv/bin/python bench/overhead.py --callgrind [--callgrind-requests 5000]
 """
 
+import io
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -105,14 +117,85 @@ def run(scenario, env, args, statsd_port, tmp):
             print(f"  {scenario}: {result_lines} request log lines", file=sys.stderr)
 
 
+CALLGRIND_SCENARIOS = ("off", "log+statsd")
+
+
+def drive_in_process(requests):
+    """Serve ``requests`` /healthz requests through the WSGI app, in this process."""
+    from app.factory import create_app
+
+    app = create_app()
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/healthz", "QUERY_STRING": "",
+               "SERVER_NAME": "bench", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+               "HTTP_HOST": "bench", "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr}
+
+    def start_response(status, headers, exc_info=None):
+        pass
+
+    for _ in range(requests):
+        request = dict(environ)
+        request["wsgi.input"] = io.BytesIO()
+        for _chunk in app(request, start_response):
+            pass
+
+
+def callgrind_instructions(scenario, requests, tmp):
+    """Instructions valgrind counted for the whole process serving ``requests``."""
+    env = dict(os.environ,
+               PEREGRINE_DATABASE_URL="postgresql://bench@127.0.0.1:9/bench",  # never reached
+               PEREGRINE_MEMCACHED_SERVERS="127.0.0.1:9",
+               PEREGRINE_JWT_SECRET="callgrind-" + "x" * 40,
+               PEREGRINE_RATE_LIMIT_PER_MINUTE="0",
+               PEREGRINE_LOG_LEVEL="warning" if scenario == "off" else "info",
+               PYTHONPATH=ROOT)  # this checkout's app, whatever the venv has installed
+    env.pop("PEREGRINE_STATSD_ADDR", None)
+    if scenario != "off":
+        env["PEREGRINE_STATSD_ADDR"] = f"127.0.0.1:{free_port()}"
+    log = os.path.join(tmp, "valgrind.log")
+    with open(os.path.join(tmp, f"{scenario}-{requests}.stderr"), "wb") as stderr:
+        subprocess.run(["valgrind", "--tool=callgrind", f"--log-file={log}",
+                        f"--callgrind-out-file={os.path.join(tmp, 'callgrind.out')}",
+                        sys.executable, __file__, "--in-process", str(requests)],
+                       cwd=ROOT, env=env, stderr=stderr, check=True)
+    with open(log) as f:
+        return int(re.search(r"Collected : (\d+)", f.read()).group(1))
+
+
+def callgrind_main(args):
+    """Print instructions per /healthz request for each in-process scenario."""
+    n = args.callgrind_requests
+    per_request = {}
+    with tempfile.TemporaryDirectory(prefix="peregrine-callgrind-") as tmp:
+        for scenario in CALLGRIND_SCENARIOS:
+            once = callgrind_instructions(scenario, n, tmp)
+            twice = callgrind_instructions(scenario, 2 * n, tmp)
+            per_request[scenario] = (twice - once) / n
+            print(f"{scenario:11} {per_request[scenario]:9,.0f} instructions/request "
+                  f"({once:,} for {n}, {twice:,} for {2 * n})", file=sys.stderr)
+    base = per_request["off"]
+    print(f"\n{'scenario':12} {'instr/req':>10} {'vs off':>7}   (callgrind, in-process, "
+          f"{n} vs {2 * n} requests)")
+    for scenario, count in per_request.items():
+        print(f"{scenario:12} {count:10,.0f} {count / base:6.2f}x")
+
+
 def main():
+    if sys.argv[1:2] == ["--in-process"]:  # the process callgrind measures
+        drive_in_process(int(sys.argv[2]))
+        return
     parser = base_parser(__doc__)
     parser.set_defaults(rounds=3)
     parser.add_argument("--scenarios", nargs="+", default=SCENARIOS, choices=SCENARIOS)
     parser.add_argument("--prod-max-requests", type=int, default=None,
                         help="run prod with this max_requests (jitter 0) instead of the "
                              "config's, to measure what one recycle costs")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="count instructions per request in-process instead (no stack)")
+    parser.add_argument("--callgrind-requests", type=int, default=5000)
     args = parser.parse_args()
+    if args.callgrind:
+        callgrind_main(args)
+        return
     if not os.environ.get("PEREGRINE_DATABASE_URL"):
         sys.exit("needs a running stack: "
                  'eval "$(taskset -c 1 .venv/bin/python -m app services up)"')

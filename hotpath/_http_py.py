@@ -33,6 +33,7 @@ __all__ = (
     "error_response",
     "http_date",
     "new_request_id",
+    "new_traceparent",
 )
 
 #: The largest request line accepted when ``limit_request_line`` is 0
@@ -600,21 +601,33 @@ def new_request_id():
     return secrets.token_hex(16)
 
 
-def error_response(error, request_id, minor=1):
+def new_traceparent():
+    """Return a W3C traceparent starting a new trace, for an answer the server made itself.
+
+    The request it answers could not be read, so no caller's trace is continued.
+    """
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00"
+
+
+def error_response(error, request_id, minor=1, traceparent=None):
     """Return the bytes of a JSON error envelope answer for ``error``.
 
+    With ``traceparent``, the envelope carries its trace id next to the
+    request id (as the application's do) and the answer the header.
     The connection always closes after it: the request that caused it may
     have left unread bytes behind.
     """
-    body = json.dumps(
-        {"error": {"code": error.code, "message": error.message},
-         "request_id": request_id},
-        separators=(",", ":"),
-    ).encode("utf-8")
+    envelope = {"error": {"code": error.code, "message": error.message},
+                "request_id": request_id}
+    if traceparent is not None:
+        envelope["trace_id"] = traceparent.split("-")[1]
+    body = json.dumps(envelope, separators=(",", ":")).encode("utf-8")
     head = (
         f"HTTP/1.{minor} {error.status} {REASONS.get(error.status, 'Error')}\r\n"
         f"Server: gunicorn\r\nDate: {http_date()}\r\nConnection: close\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-        f"X-Request-ID: {request_id}\r\n\r\n"
+        f"X-Request-ID: {request_id}\r\n"
+        + (f"traceparent: {traceparent}\r\n" if traceparent is not None else "")
+        + "\r\n"
     )
     return head.encode("latin-1") + body

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from hotpath._flags import NO_EXTENSIONS
 from hotpath._http_errors import HttpError
-from hotpath._http_py import error_response, new_request_id
+from hotpath._http_py import error_response, new_request_id, new_traceparent
 
 __all__ = (
     "COMPILED",
@@ -21,6 +21,7 @@ __all__ = (
     "error_response",
     "http_date",
     "new_request_id",
+    "new_traceparent",
 )
 
 COMPILED = False

@@ -494,12 +494,13 @@ class Connection:
 
     def send_error(self, error, minor):
         request_id = http.new_request_id()
+        traceparent = http.new_traceparent()
         if error.status < 500:
             addr = self.addr[0] if isinstance(self.addr, tuple) else self.addr
             self.worker.log.warning("Invalid request from ip=%s: %s (request_id=%s)",
                                     addr, error.message, request_id)
         try:
-            self.send(http.error_response(error, request_id, minor))
+            self.send(http.error_response(error, request_id, minor, traceparent))
         except OSError:
             self.worker.log.debug("Failed to send error message.")
 

@@ -221,7 +221,7 @@ def check_answer(method, result, described):
         return
     assert result.headers.get("content-type", "").startswith("application/json"), described
     body = result.json
-    assert set(body) == {"error", "request_id"}, described
+    assert set(body) == {"error", "request_id", "trace_id"}, described
     error = body["error"]
     assert isinstance(error.get("code"), str) and isinstance(error.get("message"), str), described
     assert set(error) <= {"code", "message", "details"}, described

@@ -211,7 +211,8 @@ def test_proxied_answers_pass_through(live_server, nginx_factory):
     missing = request(nginx.url + "/v1/nope", headers={"X-Request-ID": "trace-1"})
     assert missing.status == 404
     assert missing.json == {"error": {"code": "not_found", "message": "no such resource"},
-                            "request_id": "trace-1"}
+                            "request_id": "trace-1",
+                            "trace_id": missing.headers["traceparent"].split("-")[1]}
 
 
 def test_body_over_the_limit_is_a_json_413(live_server, nginx_factory):

@@ -84,14 +84,17 @@ def test_every_id_is_a_uuid(document):
     loose = [(path, p["name"]) for _, path, op in operations(document)
              for p in parameters(document, op)
              if p["name"].endswith("_id") and p["schema"].get("format") != "uuid"]
-    # The one id that is not a UUID: a request's (hex, any client-chosen token).
-    request_id = document["components"]["schemas"]["ErrorEnvelope"]["properties"]["request_id"]
-    assert "format" not in request_id
+    # The ids that are not UUIDs: a request's (hex, any client-chosen token)
+    # and its W3C trace id (32 hex digits).
+    envelope = document["components"]["schemas"]["ErrorEnvelope"]["properties"]
+    assert "format" not in envelope["request_id"]
+    assert "format" not in envelope["trace_id"]
     for name, schema in document["components"]["schemas"].items():
         for field, spec in schema.get("properties", {}).items():
             branches = spec.get("anyOf", [spec])
-            if (field == "id" or field.endswith("_id")) and field != "request_id" and not any(
-                    branch.get("format") == "uuid" for branch in branches):
+            is_row_id = field == "id" or (
+                field.endswith("_id") and field not in ("request_id", "trace_id"))
+            if is_row_id and not any(branch.get("format") == "uuid" for branch in branches):
                 loose.append((name, field))
     assert loose == []
 

@@ -45,10 +45,11 @@ def assert_envelope(result, status, code):
     assert result.status_code == status, result.text
     assert result.headers["content-type"].startswith("application/json")
     body = result.json
-    assert set(body) == {"error", "request_id"}
+    assert set(body) == {"error", "request_id", "trace_id"}
     assert body["error"]["code"] == code
     assert body["error"]["message"]
     assert body["request_id"] == result.headers["x-request-id"]
+    assert body["trace_id"] == result.headers["traceparent"].split("-")[1]
     return body
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from tests.support.http import request
 
-FIELDS = ["ts", "level", "logger", "msg", "pid", "request_id", "method", "route", "status",
-          "duration_ms", "user_id"]
+FIELDS = ["ts", "level", "logger", "msg", "pid", "request_id", "trace_id", "method", "route",
+          "status", "duration_ms", "user_id"]
 
 
 def request_lines(text):
@@ -45,14 +45,15 @@ def buffered_log(monkeypatch):
 
 def test_fast_request_line_matches_the_formatter_record(buffered_log):
     logs, stream = buffered_log
-    token = logs.request_id_var.set("abc-123")
+    token = logs.tracing.current.set(("abc-123", "4bf92f3577b34da6a3ce929d0e0e4736",
+                                      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"))
     try:
         logs.request_line("GET", "/v1/products/{product_id}", 200, 1.25, None)
         logging.getLogger("peregrine.request").info("request", extra={
             "method": "GET", "route": "/v1/products/{product_id}", "status": 200,
             "duration_ms": 1.25, "user_id": None})
     finally:
-        logs.request_id_var.reset(token)
+        logs.tracing.current.reset(token)
     logs._buffer.flush()
     fast, slow = request_lines(stream.getvalue().decode())
     assert list(fast) == FIELDS == list(slow)
@@ -61,14 +62,14 @@ def test_fast_request_line_matches_the_formatter_record(buffered_log):
     assert fast["ts"][:17] == slow["ts"][:17] and fast["ts"].endswith("Z")
 
 
-def test_fast_request_line_without_a_request_id_omits_it_like_the_formatter(buffered_log):
+def test_fast_request_line_outside_a_request_omits_the_ids_like_the_formatter(buffered_log):
     logs, stream = buffered_log
     logs.request_line("POST", None, 404, 0.5, 7)
     logging.getLogger("peregrine.request").info("request", extra={
         "method": "POST", "route": None, "status": 404, "duration_ms": 0.5, "user_id": 7})
     logs._buffer.flush()
     fast, slow = request_lines(stream.getvalue().decode())
-    assert list(fast) == [f for f in FIELDS if f != "request_id"] == list(slow)
+    assert list(fast) == [f for f in FIELDS if f not in ("request_id", "trace_id")] == list(slow)
     assert {k: v for k, v in fast.items() if k != "ts"} == {
         k: v for k, v in slow.items() if k != "ts"}
 

@@ -42,8 +42,9 @@ def raising():
 def envelope(result) -> dict:
     assert result.headers["Content-Type"] == "application/json"
     body = result.json
-    assert set(body) == {"error", "request_id"}
+    assert set(body) == {"error", "request_id", "trace_id"}
     assert body["request_id"] == result.headers["X-Request-ID"]
+    assert body["trace_id"] == result.headers["traceparent"].split("-")[1]
     return body["error"]
 
 
