@@ -91,8 +91,19 @@ abuse: build $(ABUSE_VENV)/.installed ## Under abuse: schemathesis, JWT forgerie
 dr-test: ## Restore drill: pgBackRest backup, PITR to a named restore point, verify (~10 s, root).
 	@bash scripts/dr-test.sh
 
-deploy-test: ## Run the Ansible playbooks against a debootstrap Debian root (see deploy/ansible/README.md).
-	@bash deploy/ansible/tests/chroot-test.sh
+# Debian 12 then 13, each converged twice and checked; ansible-lint runs with the first only
+# (it does not depend on the release). One suite: make deploy-test DEPLOY_TEST_SUITES=trixie
+DEPLOY_TEST_SUITES ?= bookworm trixie
+deploy-test: ## Run the Ansible playbooks against debootstrap Debian 12 and 13 roots (see deploy/ansible/README.md).
+	@lint=$${PEREGRINE_DEPLOY_TEST_LINT:-1}; for suite in $(DEPLOY_TEST_SUITES); do \
+		PEREGRINE_DEPLOY_TEST_SUITE=$$suite PEREGRINE_DEPLOY_TEST_LINT=$$lint \
+			bash deploy/ansible/tests/chroot-test.sh || exit 1; \
+		lint=0; \
+	done
+
+.PHONY: deploy-test-multi
+deploy-test-multi: ## Converge the multi-node inventory, one debootstrap root per host on a test bridge.
+	@bash deploy/ansible/tests/multinode-test.sh
 
 clean: ## Remove build outputs (keeps .venv and .run).
 	rm -rf build dist *.egg-info hotpath/*.c hotpath/*.so hotpath/*.html

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Converge site.yml on a debootstrap'd Debian bookworm root, twice, then start the services
-# it configured inside private namespaces and talk to the API through nginx.
+# Converge site.yml on a debootstrap'd Debian root (bookworm or trixie), twice, then start
+# the services it configured inside private namespaces and talk to the API through nginx.
 #
-#   make deploy-test            (or: bash deploy/ansible/tests/chroot-test.sh)
+#   make deploy-test            (both suites, one after the other)
+#   PEREGRINE_DEPLOY_TEST_SUITE=trixie bash deploy/ansible/tests/chroot-test.sh
 #
 # Phases (each prints its duration):
 #   tools      host packages (debootstrap, slirp4netns, zstd) and the Ansible venv
@@ -13,6 +14,8 @@
 #   bootstrap  tests/bootstrap.yml: policy-rc.d, the controller's CA certificates
 #   converge   site.yml, first run
 #   idempotence site.yml, second run: fails unless changed=0
+#   check-diff site.yml --check --diff on the converged root: fails unless it reports
+#              no failure and changed=0 (what an operator previewing a change relies on)
 #   services   PostgreSQL, memcached, collectd, the app (from its unit file) and nginx
 #   checks     config values, /readyz through nginx, slow-client cut-off, the API chain
 #   backup     pgbackrest check, full + diff backup, the restore drill (and that it fails
@@ -27,6 +30,8 @@
 #
 # Environment:
 #   PEREGRINE_DEPLOY_TEST_CACHE   cache and work directory (default /var/cache/peregrine-deploy-test)
+#   PEREGRINE_DEPLOY_TEST_SUITE   Debian release to build the root from: bookworm (12,
+#                                 default) or trixie (13)
 #   PEREGRINE_DEPLOY_TEST_MIRROR  Debian mirror (default: http://deb.debian.org/debian)
 #   PEREGRINE_DEPLOY_TEST_LINT    0 skips ansible-lint (default 1)
 set -Eeuo pipefail
@@ -36,10 +41,16 @@ ANSIBLE_DIR=$(dirname "$HERE")
 CACHE=${PEREGRINE_DEPLOY_TEST_CACHE:-/var/cache/peregrine-deploy-test}
 MIRROR=${PEREGRINE_DEPLOY_TEST_MIRROR:-http://deb.debian.org/debian}
 RUN_LINT=${PEREGRINE_DEPLOY_TEST_LINT:-1}
-SUITE=bookworm
+SUITE=${PEREGRINE_DEPLOY_TEST_SUITE:-bookworm}
+# The PostgreSQL major version each release ships (what roles/postgresql/vars/ must pick).
+case $SUITE in
+    bookworm) PG_MAJOR=15 ;;
+    trixie) PG_MAJOR=17 ;;
+    *) echo "PEREGRINE_DEPLOY_TEST_SUITE: unknown suite '$SUITE' (bookworm or trixie)" >&2; exit 2 ;;
+esac
 INCLUDE=python3,python3-apt,systemd,systemd-sysv,procps,ca-certificates,sudo,iproute2
 TARBALL=$CACHE/rootfs-$SUITE.tar.zst
-WORK=$CACHE/run
+WORK=$CACHE/run-$SUITE
 ROOT=$WORK/root
 LOGS=$WORK/logs
 VENV=$ANSIBLE_DIR/.cache/venv
@@ -217,21 +228,24 @@ echo "    namespace init pid $NS_PID, hostname $(in_ns hostname), host hostname 
 # start services in this test). It exits once the cluster runs.
 in_ns /bin/sh -c '
     while :; do
-        if dpkg-query -W -f="\${Status}" postgresql-15 2>/dev/null | grep -q "install ok installed" &&
-           [ -f /var/lib/postgresql/15/main/PG_VERSION ] &&
-           [ -f /etc/postgresql/15/main/postgresql.conf ]; then
-            pg_ctlcluster 15 main start && exit 0
+        if dpkg-query -W -f="\${Status}" postgresql-$0 2>/dev/null | grep -q "install ok installed" &&
+           [ -f /var/lib/postgresql/$0/main/PG_VERSION ] &&
+           [ -f /etc/postgresql/$0/main/postgresql.conf ]; then
+            pg_ctlcluster $0 main start && exit 0
         fi
         sleep 1
-    done' >"$LOGS/postgresql-standin.log" 2>&1 &
+    done' "$PG_MAJOR" >"$LOGS/postgresql-standin.log" 2>&1 &
 
 # The chroot connection passes the controller's environment through: keep the CA bundle
 # (same path inside the root once bootstrap.yml copied the CAs), drop host-only pip paths.
+# Every run deploys the commit checked out when the test started: a commit landing in the
+# checkout half-way would otherwise be a new release on the second run (changed != 0).
+APP_COMMIT=$(git -C "$ANSIBLE_DIR" rev-parse --verify 'HEAD^{commit}')
 playbook() {
     env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL \
         PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
         ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks PROFILE_TASKS_TASK_OUTPUT_LIMIT=6 \
-        ansible-playbook -i "$INVENTORY" "$@"
+        ansible-playbook -i "$INVENTORY" -e "app_source_version=$APP_COMMIT" "$@"
 }
 recap() {  # recap <log> <field>  -> the number from PLAY RECAP
     sed -n "s/^peregrine-test *:.* $2=\([0-9]*\).*/\1/p" "$1" | tail -n1
@@ -271,10 +285,28 @@ else
     fail "second run of site.yml: changed=$changed (expected 0)"
 fi
 
+# --- check-diff -----------------------------------------------------------------------
+# What an operator runs before a change: on a converged host it must neither fail nor
+# predict a change that a real run would not make.
+phase check-diff "site.yml --check --diff on the converged root must report changed=0"
+if playbook site.yml --check --diff >"$LOGS/check-diff.log" 2>&1; then
+    echo "    $(grep -E '^peregrine-test' "$LOGS/check-diff.log" | tr -s ' ')"
+    changed=$(recap "$LOGS/check-diff.log" changed)
+    if [ "$changed" = 0 ]; then
+        pass "site.yml --check --diff on the converged root: no failure, changed=0"
+    else
+        grep -B1 -E '^changed: ' "$LOGS/check-diff.log" | grep TASK | sed 's/^/      /' || true
+        fail "site.yml --check --diff on the converged root: changed=$changed (expected 0)"
+    fi
+else
+    grep -B2 -A6 -E '^(fatal|failed): ' "$LOGS/check-diff.log" | head -n 40 | sed 's/^/      /' || true
+    fail "site.yml --check --diff on the converged root runs without failure (see $LOGS/check-diff.log)"
+fi
+
 # --- services -------------------------------------------------------------------------
 phase services "start what the roles configured, as systemd would, inside the namespaces"
 # PostgreSQL: restart so the role's conf.d drop-in and pg_hba.conf take effect.
-in_ns pg_ctlcluster 15 main restart >"$LOGS/postgresql.log" 2>&1 || { cat "$LOGS/postgresql.log"; fail "PostgreSQL restarts with the role's configuration"; }
+in_ns pg_ctlcluster "$PG_MAJOR" main restart >"$LOGS/postgresql.log" 2>&1 || { cat "$LOGS/postgresql.log"; fail "PostgreSQL restarts with the role's configuration"; }
 # memcached with /etc/memcached.conf, through Debian's own wrapper (what the unit runs).
 in_ns /usr/share/memcached/scripts/systemd-memcached-wrapper /etc/memcached.conf >"$LOGS/memcached.log" 2>&1 &
 # collectd (statsd receiver).
@@ -316,6 +348,9 @@ check "PostgreSQL tuned for 16 GB / 4 vCPU all-in-one (shared_buffers 3GB, effec
           expect_eq work_mem "$(psql_show work_mem)" 30247kB &&
           expect_eq maintenance_work_mem "$(psql_show maintenance_work_mem)" 768MB &&
           expect_eq max_parallel_workers_per_gather "$(psql_show max_parallel_workers_per_gather)" 2'
+check "PostgreSQL $PG_MAJOR, the version Debian $SUITE ships, is the one installed and running" \
+    eval '[ "$(psql_show server_version_num | cut -c1-2)" = "$PG_MAJOR" ] && [ -d "$ROOT/etc/postgresql/$PG_MAJOR/main" ] &&
+          [ "$(ls "$ROOT/etc/postgresql")" = "$PG_MAJOR" ]'
 check "PostgreSQL listens on loopback only here (listen_addresses)" \
     eval 'expect_eq listen_addresses "$(psql_show listen_addresses)" "localhost,127.0.0.1"'
 check "the app's role and database exist (peregrine owns peregrine)" \
@@ -335,8 +370,8 @@ check "peregrine.service stops gracefully (TimeoutStopSec > graceful_timeout) wi
           grep -q "graceful-timeout 25" "$ROOT/etc/peregrine/peregrine.env"'
 check "the env file is mode 0600 root:root" \
     eval '[ "$(stat -c %a:%U:%G "$ROOT/etc/peregrine/peregrine.env")" = 600:root:root ]'
-check "gunicorn listens on its unix socket only (no TCP listener but nginx, postgres, memcached)" \
-    eval '[ -S "$ROOT/run/peregrine/gunicorn.sock" ] && ! on_net ss -Hltnp | grep -v -e nginx -e postgres -e memcached | grep -q .'
+check "gunicorn listens on its unix socket only (no TCP listener but nginx, postgres, memcached, collectd)" \
+    eval '[ -S "$ROOT/run/peregrine/gunicorn.sock" ] && ! on_net ss -Hltnp | grep -v -e nginx -e postgres -e memcached -e collectd | grep -q .'
 check "the release's hot path is compiled" \
     eval 'in_ns /bin/sh -c "cd /opt/peregrine/current && venv/bin/python -B -c \"import hotpath.status as s; print(s.describe())\"" | tee "$WORK/hotpath.out" | grep -qv pure-python'
 sed 's/^/      /' "$WORK/hotpath.out" 2>/dev/null || true
