@@ -9,6 +9,7 @@ must not retry the app's deliberate 503s (or a POST) on another server.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -333,3 +334,26 @@ def test_lb_site_with_any_burst_is_a_config_nginx_accepts(tmp_path, burst):
     nginx.test_config()
     site = (nginx.root / "sites" / "peregrine.conf").read_text()
     assert ("burst=" in site) == (burst > 0)
+
+
+def _edge_status(nginx, source: str, real_ip: str) -> int:
+    """GET /healthz through the edge from local address ``source``, claiming ``real_ip``."""
+    conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=10,
+                                      source_address=(source, 0))
+    try:
+        conn.request("GET", "/healthz", headers={"X-Real-IP": real_ip})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+def test_the_edge_admits_its_lb_peers_whatever_client_they_forward(live_server, nginx_factory):
+    # The allow list is about the connection's peer (an lb host), not the client
+    # address realip puts in its place: a client of the lb must get through, a
+    # host not on the list must not, whatever X-Real-IP it claims.
+    nginx = nginx_factory([f"127.0.0.1:{live_server.port}"], nginx_edge_allow=["127.0.0.3"])
+    assert _edge_status(nginx, "127.0.0.3", "203.0.113.9") == 200
+    assert _edge_status(nginx, "127.0.0.4", "127.0.0.3") == 403
+    assert _edge_status(nginx, "127.0.0.4", "203.0.113.9") == 403
