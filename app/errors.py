@@ -157,9 +157,12 @@ class Error(msgspec.Struct, omit_defaults=True):
 class ErrorEnvelope(msgspec.Struct):
     error: Error
     request_id: str
+    # Not required: nginx's own answers (a 413 before the app, a 502 while it
+    # is down) carry the contract's two fields only.
     trace_id: Annotated[str, msgspec.Meta(
         description="The request's W3C trace id (32 hex digits), as in its traceparent "
-                    "response header and its log lines.")]
+                    "response header and its log lines. Absent when the reverse proxy "
+                    "answered without reaching the service.")] = ""
 
 
 _encode = msgspec.json.Encoder().encode
