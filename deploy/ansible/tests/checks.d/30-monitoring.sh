@@ -52,16 +52,18 @@ check "Prometheus and Alertmanager are ready, and promtool accepts the deployed 
     eval 'mon_wait 30 eval "mon_prom /-/ready | grep -q Ready" &&
           mon_wait 30 eval "mon_get http://127.0.0.1:9093/-/ready | grep -qi ok" &&
           in_ns promtool check config /etc/prometheus/prometheus.yml >"$LOGS/promtool-check.log" 2>&1'
+# grep -c, not -q, after a pipe from curl: -q exits at the first match and curl, still
+# writing a large exposition, fails with a broken pipe, which pipefail reports.
 check "collectd serves write_prometheus on 127.0.0.1:9103 (libmicrohttpd and libprotobuf-c present)" \
-    eval 'mon_get http://127.0.0.1:9103/metrics | grep -q "^collectd_"'
+    eval 'mon_get http://127.0.0.1:9103/metrics | grep -c "^collectd_" >/dev/null'
 check "node-exporter exposes the backup role's textfile metrics (drill last success)" \
-    eval 'mon_wait 20 eval "mon_get http://127.0.0.1:9100/metrics | grep -q ^peregrine_backup_drill_last_success_timestamp_seconds"'
+    eval 'mon_wait 20 eval "mon_get http://127.0.0.1:9100/metrics | grep -c ^peregrine_backup_drill_last_success_timestamp_seconds >/dev/null"'
 mon_wait 20 eval 'mon_get http://127.0.0.1:9187/metrics >"$WORK/pg-exporter.txt" && grep -qx "pg_up 1" "$WORK/pg-exporter.txt"' || true
 check "postgres-exporter reads the primary as role prometheus (pg_up 1, pg_stat_archiver, the replication lag query)" \
     eval 'grep -qx "pg_up 1" "$WORK/pg-exporter.txt" && grep -q "^pg_stat_archiver_failed_count" "$WORK/pg-exporter.txt" &&
           grep -q "^peregrine_replication_lag_seconds" "$WORK/pg-exporter.txt"'
 check "the nginx exporter reads stub_status on loopback (nginx_up 1), which is not served publicly" \
-    eval 'mon_wait 20 eval "mon_get http://127.0.0.1:9113/metrics | grep -q \"^nginx_up 1\"" &&
+    eval 'mon_wait 20 eval "mon_get http://127.0.0.1:9113/metrics | grep -c \"^nginx_up 1\" >/dev/null" &&
           [ "$(on_net curl -sk -o /dev/null -w "%{http_code}" --max-time 5 https://127.0.0.1/stub_status)" != 200 ]'
 
 mon_targets() {  # "job=health ..." for every active target
@@ -103,7 +105,7 @@ if mon_app_stop; then
     check "with the app stopped PeregrineApiDown fires (state ${state:-none} after $(( $(date +%s) - t0 )) s)" \
         eval '[ "$state" = firing ]'
     check "Alertmanager received it" \
-        eval 'mon_wait 30 eval "mon_get http://127.0.0.1:9093/api/v2/alerts | grep -q PeregrineApiDown"'
+        eval 'mon_wait 30 eval "mon_get http://127.0.0.1:9093/api/v2/alerts | grep -c PeregrineApiDown >/dev/null"'
 else
     fail "stop the app (SIGTERM to the gunicorn master)"
 fi
