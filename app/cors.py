@@ -21,7 +21,7 @@ import falcon
 
 #: Response headers a browser lets the calling page read.
 EXPOSED_HEADERS = ("ETag", "Location", "Retry-After", "RateLimit-Limit", "RateLimit-Remaining",
-                   "RateLimit-Reset", "WWW-Authenticate", "X-Request-ID")
+                   "RateLimit-Reset", "WWW-Authenticate", "X-Request-ID", "traceparent")
 
 
 class CORS(falcon.CORSMiddleware):

@@ -48,7 +48,7 @@ def test_an_allowed_origin_is_answered_with_itself_and_the_readable_headers(cors
     exposed = {h.strip().lower()
                for h in result.headers["Access-Control-Expose-Headers"].split(",")}
     assert {"etag", "location", "retry-after", "ratelimit-limit", "ratelimit-remaining",
-            "ratelimit-reset", "x-request-id"} <= exposed
+            "ratelimit-reset", "x-request-id", "traceparent"} <= exposed
     assert exposed == {h.lower() for h in EXPOSED_HEADERS}
     assert "origin" in vary(result)
 
