@@ -353,14 +353,20 @@ def scenario_memcached_killed(stack, load, admin, products):
         check(sees_everywhere(stack, product, f"11.{n:02d}"), "a stale value came back")
     after = stack.fds_by_kind()
     killed = after.to(stack.mc.port)
-    check(TCP_CLOSE_WAIT not in killed,
-          f"{killed.count(TCP_CLOSE_WAIT)} sockets to the killed memcached were never closed")
+    # A pooled socket from before the kill that no request has taken since stays
+    # in CLOSE_WAIT until one does (pymemcache closes a socket when a call on it
+    # fails): bounded by the pool as it was. More than that would be a leak.
+    dead = killed.count(TCP_CLOSE_WAIT)
+    check(dead <= len(before.to(stack.mc.port)),
+          f"{dead} sockets to the killed memcached never closed, more than the "
+          f"{len(before.to(stack.mc.port))} pooled before the kill")
     check(len(killed) <= len(before.to(stack.mc.port)) + load.concurrency,
           f"sockets to the restarted memcached grew from {len(before.to(stack.mc.port))} "
           f"to {len(killed)}, more than the {load.concurrency} requests in flight")
     check(after.other <= before.other + 8,
           f"descriptors other than memcached sockets grew from {before.other} to {after.other}")
-    return f"no leaked socket ({len(killed)} to the restarted node), other fds flat, no stale read"
+    return (f"no leaked socket ({len(killed)} to the restarted node, {dead} idle from before), "
+            "other fds flat, no stale read")
 
 
 def scenario_memcached_paused(stack, load, admin, products):
