@@ -44,8 +44,9 @@ run: system-deps build ## Start Postgres + memcached, migrate, seed a demo catal
 	@bash scripts/run.sh
 
 # Only the suite needs these: the browser test of /docs drives Debian's Chromium
-# through its chromedriver, so `make run` does not install a browser.
-TEST_SYSTEM_DEPS := chromium=chromium chromedriver=chromium-driver
+# through its chromedriver, and promtool (package prometheus) unit-tests the alert
+# rules, so `make run` installs neither.
+TEST_SYSTEM_DEPS := chromium=chromium chromedriver=chromium-driver promtool=prometheus
 .PHONY: test-system-deps
 test-system-deps:
 	@bash scripts/system-deps.sh $(TEST_SYSTEM_DEPS)

@@ -18,8 +18,6 @@ PY
 [ -e /usr/include/openssl/hmac.h ] || missing+=(libssl-dev)
 # The suite runs the deployed nginx configuration in front of the app.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
-# promtool (package prometheus) checks and unit-tests the alert rules.
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 # Extra tools a target needs, given as command=package (e.g. wrk=wrk for benchmarks).
 for wanted in "$@"; do
   command -v "${wanted%%=*}" >/dev/null 2>&1 || missing+=("${wanted#*=}")
