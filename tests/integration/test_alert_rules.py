@@ -22,7 +22,7 @@ TEST_FILES = sorted((MONITORING / "tests").glob("*.test.yml"))
 def promtool() -> str:
     path = shutil.which("promtool")
     # No skip: without promtool these checks would silently not run.
-    assert path, "promtool not found: apt-get install prometheus (scripts/system-deps.sh)"
+    assert path, "promtool not found: apt-get install prometheus (`make test-system-deps`)"
     return path
 
 
