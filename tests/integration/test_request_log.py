@@ -1,6 +1,5 @@
 """The request log line: one JSON object per line on stderr, in order, never lost."""
 
-import io
 import json
 import logging
 import socket
@@ -9,6 +8,7 @@ import threading
 import pytest
 
 from tests.support.http import request
+from tests.support.logs import buffered_app_log
 
 FIELDS = ["ts", "level", "logger", "msg", "pid", "request_id", "trace_id", "method", "route",
           "status", "duration_ms", "user_id"]
@@ -29,18 +29,8 @@ def buffered_log(monkeypatch):
     """app.logs configured onto an in-memory stderr; restored afterwards."""
     from app import logs
 
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level, logs._buffer
-    stream = io.BytesIO()
-
-    class Stderr:
-        buffer = stream
-
-    monkeypatch.setattr("sys.stderr", Stderr())
-    logs.configure("info")
-    yield logs, stream
-    logs.flushing.unregister(logs._buffer.flush)
-    root.handlers[:], root.level, logs._buffer = saved[0], saved[1], saved[2]
+    with buffered_app_log(monkeypatch) as stream:
+        yield logs, stream
 
 
 def test_fast_request_line_matches_the_formatter_record(buffered_log):

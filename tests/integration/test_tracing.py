@@ -6,7 +6,6 @@ the app's own log buffer.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
@@ -23,6 +22,7 @@ from app import db as app_db
 from app import errors, logs, tracing
 from app.middleware import RequestContext
 from tests.support.http import raw_exchange, request
+from tests.support.logs import buffered_app_log
 from tests.unit.fakes import RecordingMetrics
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -195,18 +195,8 @@ class Logs:
 
 @pytest.fixture
 def buffered_log(monkeypatch):
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level, logs._buffer
-    stream = io.BytesIO()
-
-    class Stderr:
-        buffer = stream
-
-    monkeypatch.setattr("sys.stderr", Stderr())
-    logs.configure("info")
-    yield stream
-    logs.flushing.unregister(logs._buffer.flush)
-    root.handlers[:], root.level, logs._buffer = saved[0], saved[1], saved[2]
+    with buffered_app_log(monkeypatch) as stream:
+        yield stream
 
 
 def test_app_log_lines_of_a_request_carry_its_trace_id(buffered_log):

@@ -25,6 +25,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
+from tests.unit.fakes import FakeCache, RecordingMetrics
+
 UNIT_DIR = Path(__file__).resolve().parent
 SERVICES_CONFTEST = UNIT_DIR.parent / "conftest.py"
 
@@ -120,3 +122,14 @@ def no_services(monkeypatch):
     if reached:
         pytest.fail("a unit test reached outside its process: " + "; ".join(reached),
                     pytrace=False)
+
+
+# Shared fakes: a test module provides ``clock`` (its own start time).
+@pytest.fixture
+def cache(clock):
+    return FakeCache(clock)
+
+
+@pytest.fixture
+def metrics():
+    return RecordingMetrics()

@@ -7,7 +7,7 @@ import pytest
 from app.cache import digest
 from app.errors import RateLimited
 from app.ratelimit import Limit, RateLimiter
-from tests.unit.fakes import Clock, FakeCache, RecordingMetrics
+from tests.unit.fakes import Clock, FakeCache
 
 STRICT = Limit("login", 3, 60, fail_closed=True)
 LENIENT = Limit("general", 3, 60, fail_closed=False)
@@ -16,16 +16,6 @@ LENIENT = Limit("general", 3, 60, fail_closed=False)
 @pytest.fixture
 def clock():
     return Clock(now=6000.0)  # the start of a 60 s window
-
-
-@pytest.fixture
-def cache(clock):
-    return FakeCache(clock)
-
-
-@pytest.fixture
-def metrics():
-    return RecordingMetrics()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import gevent
 import pytest
 
 from app.readthrough import MISSING, PLACEHOLDER, ReadThrough
-from tests.unit.fakes import Clock, FakeCache, RecordingMetrics
+from tests.unit.fakes import Clock, FakeCache
 
 KEY = "peregrine:v1:product:1"
 TTL, NEGATIVE_TTL = 60, 10
@@ -31,16 +31,6 @@ class Loader:
 @pytest.fixture
 def clock():
     return Clock()
-
-
-@pytest.fixture
-def cache(clock):
-    return FakeCache(clock)
-
-
-@pytest.fixture
-def metrics():
-    return RecordingMetrics()
 
 
 @pytest.fixture
