@@ -40,10 +40,13 @@ import hashlib
 import logging
 import time
 import zlib
+from collections.abc import Callable
+from typing import Any
 
 from pymemcache.client.base import PooledClient
 from pymemcache.client.rendezvous import RendezvousHash
 
+from app import memcached_wire as wire
 from app.metrics import NULL_METRICS, Metrics
 
 log = logging.getLogger(__name__)
@@ -152,11 +155,11 @@ class Cache:
         return self._epochs.get(node.name)
 
     def get(self, k: str) -> bytes | None:
-        return self._keyed("get", None, k)
+        return self._keyed(wire.get, None, k)
 
     def gets(self, k: str) -> tuple[bytes | None, bytes | None]:
         """``(value, cas token)``, ``(None, None)`` when missing or down."""
-        return self._keyed("gets", (None, None), k)
+        return self._keyed(wire.gets, (None, None), k)
 
     def get_many(self, keys: list[str]) -> dict[str, bytes]:
         by_node: dict[_Node, dict[str, str]] = {}
@@ -175,18 +178,18 @@ class Cache:
 
     def add(self, k: str, value: bytes, ttl: int) -> bool | None:
         """Store only if absent: True stored, False present, None cache down."""
-        return self._keyed("add", None, k, value, expire=ttl, noreply=False)
+        return self._keyed(wire.add, None, k, value, ttl)
 
     def cas(self, k: str, value: bytes, token: bytes, ttl: int) -> bool:
         """Store only if ``k`` is unchanged since ``gets`` gave ``token``."""
-        return self._keyed("cas", None, k, value, token, expire=ttl, noreply=False) is True
+        return self._keyed(wire.cas, None, k, value, token, ttl) is True
 
     def incr(self, k: str, delta: int = 1) -> int | None:
         """Increment; None when the key is missing or the cache is down."""
-        return self._keyed("incr", None, k, delta, noreply=False)
+        return self._keyed(wire.incr, None, k, delta)
 
     def delete(self, k: str) -> bool:
-        return bool(self._keyed("delete", False, k, noreply=False))
+        return bool(self._keyed(wire.delete, False, k))
 
     def invalidate(self, keys, *, lost=()) -> None:
         """After a commit: delete ``keys``; make sure no node serves a missed one.
@@ -199,8 +202,7 @@ class Cache:
         missed = {self._owner(k) for k in lost}
         for k in keys:
             node, stored = self._route(k)
-            if stored is None or self._call(node, "delete", _FAILED, stored,
-                                            noreply=False) is _FAILED:
+            if stored is None or self._call(node, wire.delete, _FAILED, stored) is _FAILED:
                 missed.add(node)
         if missed:
             self.metrics.incr("cache.invalidation_lost")
@@ -250,17 +252,23 @@ class Cache:
             return node, None
         return node, f"e{epoch}:{k}"
 
-    def _keyed(self, method: str, on_failure, k: str, *args, **kwargs):
+    def _keyed(self, method: str | Callable[..., Any], on_failure, k: str, *args, **kwargs):
         node, stored = self._route(k)
         if stored is None:
             return on_failure
         return self._call(node, method, on_failure, stored, *args, **kwargs)
 
-    def _call(self, node: _Node, method: str, on_failure, *args, **kwargs):
+    def _call(self, node: _Node, method: str | Callable[..., Any], on_failure, *args,
+              **kwargs):
+        """``method``: a pymemcache method's name, or a function of app/memcached_wire.py."""
         try:
-            result = getattr(node.client, method)(*args, **kwargs)
+            if isinstance(method, str):
+                result = getattr(node.client, method)(*args, **kwargs)
+            else:
+                result = method(node.client, *args)
         except Exception as ex:  # noqa: BLE001 - every cache failure fails open
-            self._record_failure(node, method, ex)
+            name = method if isinstance(method, str) else method.__name__
+            self._record_failure(node, name, ex)
             return on_failure
         if not kwargs.get("noreply"):  # a noreply send proves nothing about the node
             node.failures = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from app import cors, errors, logs, nearcache, openapi, replicas
+from app import cors, errors, logs, memory, nearcache, openapi, replicas
 from app import metrics as metrics_module
 from app.auth import AccessControl
 from app.cache import Cache
@@ -49,6 +49,7 @@ def create_app(
     socket it opens belongs to the worker that uses it.
     """
     config = config or Config.from_env()
+    memory.release_large_blocks()  # password hashes must not stay resident (app/memory.py)
     if configure_logging:
         logs.configure(config.log_level)
     metrics = metrics or metrics_module.create(config.statsd_addr)

@@ -29,9 +29,9 @@ class RequestContext:
 
     def __init__(self, metrics):
         self._metrics = metrics
-        # PERF: metric names per (method, route template), built once: saves
-        # ~5 us per request. Capped, since some servers accept any method token.
-        self._names: dict[tuple[str, str | None], str] = {}
+        # PERF: metric names per (method, route template, status), built once:
+        # saves ~5 us per request. Capped, since some servers accept any method token.
+        self._names: dict[tuple[str, str | None, int], tuple[str, str]] = {}
 
     def process_request(self, req, resp):
         # PERF: the WSGI environ read directly; get_header() normalises the
@@ -62,14 +62,16 @@ class RequestContext:
         started = getattr(req.context, "started", None)
         elapsed_ms = (time.perf_counter() - started) * 1000 if started else 0.0
         status = resp.status_code
-        route = (req.method, req.uri_template)
-        name = self._names.get(route)
-        if name is None:
-            name = route_name(*route)
+        route = (req.method, req.uri_template, status)
+        names = self._names.get(route)
+        if names is None:
+            name = route_name(req.method, req.uri_template)
+            names = (f"http.{name}.{status}", f"http.{name}")
             if len(self._names) < 1024:
-                self._names[route] = name
-        self._metrics.incr(f"http.{name}.{status}")
-        self._metrics.timing(f"http.{name}", elapsed_ms)
+                self._names[route] = names
+        counter, timer = names
+        self._metrics.incr(counter)
+        self._metrics.timing(timer, elapsed_ms)
         if log.isEnabledFor(logging.INFO):
             user = req.context.user
             # PERF: encoded straight into the buffered stderr writer, not

@@ -1,0 +1,220 @@
+"""The hot memcached commands, spoken directly: get, gets, incr, add, cas, delete.
+
+PERF: pymemcache's ``PooledClient.gets`` runs ~88 Python calls per key (the
+pool's context manager, key checks, ``_fetch_cmd``'s generic reply loop,
+``sendall``'s ``SO_SNDBUF`` query, two ``_readline`` calls): ~99k
+instructions per call under gevent, where the send, the wait and the recv
+themselves are ~14k (callgrind, one key, 340-byte value). A memcached-hit
+product read cost 362k instructions in the whole worker, the near-cache hit
+231k (bench/instructions.py). These functions borrow the same pooled
+pymemcache connection, so connecting, the pool's size and idle limits,
+timeouts and every other command stay pymemcache's, and they answer exactly
+what pymemcache's methods would.
+
+A reply is read to its exact end (the value's length is in its header), so
+the connection goes back to the pool ready for the next command; anything
+unexpected raises a ``MemcacheError`` (or the socket's ``OSError``), and the
+connection is then closed and dropped, never reused half-read.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NoReturn
+
+from pymemcache.client.base import PooledClient
+from pymemcache.exceptions import (
+    MemcacheClientError,
+    MemcacheIllegalInputError,
+    MemcacheServerError,
+    MemcacheUnexpectedCloseError,
+    MemcacheUnknownCommandError,
+    MemcacheUnknownError,
+)
+
+_RECV = 65536
+# What pymemcache's check_key accepts, for the keys this service builds: 1-250
+# printable ASCII characters, no whitespace or control characters.
+_KEY = re.compile(rb"[\x21-\x7e]{1,250}")
+_END = b"END\r\n"
+
+
+def get(pooled: PooledClient, key: str) -> bytes | None:
+    """``pooled.get(key)``: the value, or None when missing."""
+    return _borrowed(pooled, b"get ", key, _value)[0]
+
+
+def gets(pooled: PooledClient, key: str) -> tuple[bytes | None, bytes | None]:
+    """``pooled.gets(key)``: ``(value, cas token)``, ``(None, None)`` when missing."""
+    return _borrowed(pooled, b"gets ", key, _value)
+
+
+def incr(pooled: PooledClient, key: str, delta: int = 1) -> int | None:
+    """``pooled.incr(key, delta, noreply=False)``: the new value, None when missing."""
+    if not isinstance(delta, int) or delta < 0:
+        raise MemcacheIllegalInputError(f"delta must be a non-negative int: {delta!r}")
+    return _borrowed(pooled, b"incr ", key, _number, b" %d" % delta)
+
+
+def add(pooled: PooledClient, key: str, value: bytes, expire: int = 0) -> bool:
+    """``pooled.add(key, value, expire, noreply=False)``: True stored, False present."""
+    return _borrowed(pooled, b"add ", key, _add_reply, _stored(value, expire))
+
+
+def cas(pooled: PooledClient, key: str, value: bytes, token: bytes, expire: int = 0):
+    """``pooled.cas(..., noreply=False)``: True stored, False changed since, None missing."""
+    if not token.isdigit():
+        raise MemcacheIllegalInputError(f"cas token must be digits: {token!r}")
+    return _borrowed(pooled, b"cas ", key, _cas_reply, _stored(value, expire, token))
+
+
+def delete(pooled: PooledClient, key: str) -> bool:
+    """``pooled.delete(key, noreply=False)``: True deleted, False was not there."""
+    return _borrowed(pooled, b"delete ", key, _delete_reply)
+
+
+def _stored(value: bytes, expire: int, token: bytes = b"") -> bytes:
+    """A storage command's tail: `` <flags> <exptime> <bytes> [<cas>]\r\n<data>``.
+
+    Flags 0: what pymemcache's default serde writes for bytes (and reads back as bytes).
+    """
+    if not isinstance(value, bytes):
+        raise MemcacheIllegalInputError(f"values are bytes, not {type(value).__name__}")
+    head = b" 0 %d %d" % (int(expire), len(value))
+    return head + (b" " + token if token else b"") + b"\r\n" + value
+
+
+def _borrowed(pooled, verb: bytes, key: str, read, tail: bytes = b""):
+    command = verb + _checked(key) + tail + b"\r\n"
+    pool = pooled.client_pool
+    client = pool.get()
+    try:
+        result = read(client, _request(client, command))
+    except BaseException:
+        pool.destroy(client)  # closes it: a half-read reply must not be reused
+        raise
+    pool.release(client)
+    return result
+
+
+def _checked(key: str) -> bytes:
+    try:
+        raw = key.encode("ascii")
+    except UnicodeEncodeError:
+        raise MemcacheIllegalInputError(f"Non-ASCII key: {key!r}") from None
+    if _KEY.fullmatch(raw) is None:
+        raise MemcacheIllegalInputError(f"Key is empty, too long or has whitespace: {key!r}")
+    return raw
+
+
+def _request(client, command: bytes) -> bytes:
+    """Send ``command``; return the first bytes of the reply."""
+    sock = client.sock
+    if sock is None:
+        client._connect()  # pymemcache's own connect: timeouts, TCP_NODELAY, keepalive
+        sock = client.sock
+    # PERF: gevent's sendall() asks getsockopt(SO_SNDBUF) on every call; one
+    # send() takes a command this short.
+    sent = sock.send(command)
+    if sent < len(command):
+        sock.sendall(command[sent:])
+    return _more(sock, b"")
+
+
+def _more(sock, data: bytes) -> bytes:
+    chunk = sock.recv(_RECV)
+    if not chunk:
+        raise MemcacheUnexpectedCloseError()
+    return data + chunk
+
+
+def _line(client, data: bytes) -> tuple[bytes, int]:
+    """The reply's first line and where it ends, reading until it is complete."""
+    eol = data.find(b"\r\n")
+    while eol < 0:
+        data = _more(client.sock, data)
+        eol = data.find(b"\r\n")
+    return data, eol
+
+
+def _raise_for(line: bytes) -> NoReturn:
+    if line == b"ERROR":
+        raise MemcacheUnknownCommandError(line)
+    if line.startswith(b"CLIENT_ERROR"):
+        raise MemcacheClientError(line[13:])
+    if line.startswith(b"SERVER_ERROR"):
+        raise MemcacheServerError(line[13:])
+    raise MemcacheUnknownError(line[:32])
+
+
+def _value(client, data: bytes) -> tuple[bytes | None, bytes | None]:
+    """A one-key ``get``/``gets`` reply: ``(value, cas or None)``."""
+    if data == _END:  # PERF: the usual miss, one recv
+        return None, None
+    data, eol = _line(client, data)
+    if data[:eol] == b"END":
+        if len(data) != eol + 2:
+            raise MemcacheUnknownError(data[:32])
+        return None, None
+    header = data[:eol].split(b" ")
+    if header[0] != b"VALUE" or len(header) not in (4, 5):
+        _raise_for(data[:eol])
+    try:
+        length = int(header[3])
+    except ValueError:
+        raise MemcacheUnknownError(data[:32]) from None
+    start = eol + 2
+    end = start + length
+    total = end + 7  # b"\r\nEND\r\n"
+    while len(data) < total:
+        data = _more(client.sock, data)
+    if len(data) != total or data[end:] != b"\r\n" + _END:
+        raise MemcacheUnknownError(data[end:end + 32])
+    return data[start:end], (header[4] if len(header) == 5 else None)
+
+
+def _reply_line(client, data: bytes) -> bytes:
+    """A one-line reply, which must be the whole of what arrived."""
+    data, eol = _line(client, data)
+    if eol + 2 != len(data):
+        raise MemcacheUnknownError(data[:32])
+    return data[:eol]
+
+
+def _add_reply(client, data: bytes) -> bool:
+    line = _reply_line(client, data)
+    if line == b"STORED":
+        return True
+    if line == b"NOT_STORED":
+        return False
+    _raise_for(line)
+
+
+def _cas_reply(client, data: bytes) -> bool | None:
+    line = _reply_line(client, data)
+    if line == b"STORED":
+        return True
+    if line == b"EXISTS":
+        return False
+    if line == b"NOT_FOUND":
+        return None
+    _raise_for(line)
+
+
+def _delete_reply(client, data: bytes) -> bool:
+    line = _reply_line(client, data)
+    if line == b"DELETED":
+        return True
+    if line == b"NOT_FOUND":
+        return False
+    _raise_for(line)
+
+
+def _number(client, data: bytes) -> int | None:
+    """An ``incr`` reply: the new value, or None for NOT_FOUND."""
+    line = _reply_line(client, data)
+    if line.isdigit():
+        return int(line)
+    if line == b"NOT_FOUND":
+        return None
+    _raise_for(line)
