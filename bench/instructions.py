@@ -26,9 +26,14 @@ Scenarios:
                    ``Idempotency-Key``, over 200 products with ample stock
 =================  ============================================================
 
-Usage (from the repository root; ~4 min)::
+Usage (from the repository root; ~5 min)::
 
     .venv/bin/python bench/instructions.py [--scenarios product-near me] [--requests 1600]
+    .venv/bin/python bench/instructions.py --costs-off --scenarios healthz
+
+``--costs-off`` measures the same build with the request line, statsd and
+recycling off (``PEREGRINE_LOG_LEVEL=warning``, no ``PEREGRINE_STATSD_ADDR``,
+``--max-requests 0``): what the production defaults cost, in instructions.
 
 Prints instructions per request per scenario and writes them to
 ``bench/results/instructions-<UTC time>.json``.
@@ -148,6 +153,8 @@ def main() -> int:
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--requests", type=int, default=1600, help="per scenario, measured")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--costs-off", action="store_true",
+                        help="request line, statsd and recycling off (not the production defaults)")
     args = parser.parse_args()
     requests = args.requests - args.requests % args.connections
 
@@ -159,11 +166,17 @@ def main() -> int:
         env = dict(env, PEREGRINE_WORKERS="1", PEREGRINE_RATE_LIMIT_PER_MINUTE="0",
                    PEREGRINE_LOG_LEVEL="info", PEREGRINE_STATSD_ADDR=f"127.0.0.1:{statsd_port}",
                    PEREGRINE_BIND=f"127.0.0.1:{PORT}", PYTHONPATH=ROOT)
+        extra = []
+        if args.costs_off:
+            env["PEREGRINE_LOG_LEVEL"] = "warning"
+            del env["PEREGRINE_STATSD_ADDR"]
+            extra = ["--", "--max-requests", "0"]
         log = open(os.path.join(out_dir, "server.log"), "w")
         server = subprocess.Popen(
             ["taskset", "-c", "0", "valgrind", "--tool=callgrind", "--trace-children=yes",
              f"--callgrind-out-file={out_dir}/callgrind.%p",
-             f"--log-file={out_dir}/valgrind.%p.log", sys.executable, "-m", "app", "serve"],
+             f"--log-file={out_dir}/valgrind.%p.log", sys.executable, "-m", "app", "serve",
+             *extra],
             cwd=ROOT, env=env, stdout=log, stderr=log)
         try:
             deadline = time.monotonic() + 300
@@ -208,6 +221,7 @@ def main() -> int:
                         time.strftime("instructions-%Y%m%d-%H%M%S.json", time.gmtime()))
     with open(path, "w") as out:
         json.dump({"requests": requests, "connections": args.connections,
+                   "configuration": "costs off" if args.costs_off else "production defaults",
                    "instructions_per_request": results}, out, indent=2)
     print(f"wrote {os.path.relpath(path, ROOT)}")
     return 0
