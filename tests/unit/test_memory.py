@@ -36,5 +36,26 @@ def test_a_hash_in_a_pool_thread_does_not_stay_resident():
     assert kept_kib("pinned") < hash_kib // 4
 
 
-def test_the_threshold_is_set_on_glibc():
+def test_the_thresholds_are_set_on_glibc(monkeypatch):
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     assert memory.release_large_blocks() is True
+
+
+def test_the_app_factory_pins_it(monkeypatch):
+    from app.config import Config
+    from app.factory import create_app
+    from tests.unit.fakes import FakeCache, RecordingMetrics, UnusablePool
+    from tests.unit.test_app import ENV
+
+    calls = []
+    monkeypatch.setattr(memory, "release_large_blocks", lambda: calls.append(1) or True)
+    app = create_app(Config.from_env(ENV), pool=UnusablePool(), cache=FakeCache(),
+                     metrics=RecordingMetrics(), configure_logging=False)
+    app.deps.close()
+    assert calls == [1]
+
+
+def test_an_operators_own_glibc_setting_is_left_alone(monkeypatch):
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert memory.release_large_blocks() is False
