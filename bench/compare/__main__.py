@@ -16,6 +16,9 @@ worker on CPU0 per server while wrk (64 connections) drives it from CPU1:
              have no orders)
 ``miss``     the catalog-miss path (Peregrine only): list pages that miss the near
              cache and memcached on every request, so each is read from Postgres
+``keepalive`` (only when asked for: ~1 min a round) one node as deployed, two workers
+             behind the Ansible role's nginx (TLS): 10,000 keep-alive clients at
+             2,000 req/s in all, on the cached product read (bench/compare/keepalive.py)
 
 ``--long`` adds Peregrine's worker RSS after 100,000 and 1,000,000 requests.
 ``--replicas N`` starts N streaming replicas next to Postgres: every scenario is
@@ -37,12 +40,13 @@ import time
 import urllib.error
 from functools import partial
 
-from bench.compare import client, measure, report, servers, stack
+from bench.compare import client, keepalive, measure, report, servers, stack
 from bench.compare import databases as db_costs
 from bench.http_workers import free_port
 
 SCENARIOS = ("product", "me", "list", "orders", "miss")
-PEREGRINE_ONLY = ("orders", "miss")
+ON_REQUEST = ("keepalive",)  # too long for every run
+PEREGRINE_ONLY = ("orders", "miss", "keepalive")
 ROTATE_LUA = os.path.join(servers.ROOT, "bench", "wrk", "rotate.lua")
 ORDERS_LUA = os.path.join(servers.ROOT, "bench", "compare", "orders.lua")
 MISS_LUA = os.path.join(servers.ROOT, "bench", "compare", "miss.lua")
@@ -65,7 +69,8 @@ def parse_args():
                         help="Granian blocking-thread counts to measure (the best is compared)")
     parser.add_argument("--servers", nargs="+", default=["peregrine", "fastapi", "granian"],
                         choices=["peregrine", "fastapi", "granian"])
-    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS),
+                        choices=SCENARIOS + ON_REQUEST)
     parser.add_argument("--webhook-subscription", action="store_true",
                         help="subscribe a webhook to every event first (orders then fan out)")
     parser.add_argument("--replicas", type=int, default=0, metavar="N",
@@ -78,6 +83,22 @@ def parse_args():
     parser.add_argument("--long", action="store_true",
                         help="also Peregrine's worker RSS at 100k and 1M requests "
                              "(1M more requests: ~2 min at 10k req/s)")
+    ka = parser.add_argument_group("keepalive scenario")
+    ka.add_argument("--keepalive-connections", type=int, default=10_000)
+    ka.add_argument("--keepalive-rate", type=int, default=2_000,
+                    help="req/s offered by all connections together")
+    ka.add_argument("--keepalive-seconds", type=int, default=30, help="measured seconds")
+    ka.add_argument("--keepalive-cpus", choices=["split", "both"], default="split",
+                    help="split: the node (app + nginx) on CPU0, as every scenario; both: "
+                         "the node on both vCPUs, as a 2-vCPU node runs (wrk, Postgres "
+                         "and memcached stay on CPU1)")
+    ka.add_argument("--keepalive-ramp", type=float, default=10,
+                    help="seconds over which the clients arrive, 1,000 at a time "
+                         "(0: all at once)")
+    ka.add_argument("--keepalive-warmup", type=int, default=25,
+                    help="seconds from the first client to the measured run: every "
+                         "connection opens (TCP + TLS) in it; what is sent in it is not "
+                         "measured, but its errors count")
     return parser.parse_args()
 
 
@@ -311,12 +332,22 @@ def main():
                 s for s in ("orders", "long") if s in args.scenarios or (s == "long" and args.long)
             )] = session.request_lines
 
+        if "peregrine" in args.servers and "keepalive" in args.scenarios:
+            for round_number in range(args.rounds):
+                result = keepalive.run(statsd_port, env, files["products"], args, tmp)
+                results.setdefault("keepalive", {})[f"node-{round_number + 1}"] = result
+                log_lines[f"node-keepalive-{round_number + 1}"] = result["request_log_lines"]
+                print(f"  keepalive node-{round_number + 1}  {result['rps']:8.0f} req/s "
+                      f"p99 {result['p99_ms']:7.2f} ms held {result['held_min']:,} "
+                      f"errors {result['errors']}", file=sys.stderr)
+
     load["end"] = loadavg()
     failed_runs = [f"{scenario}/{name}: {r['errors']} errors"
                    for scenario, runs in results.items() for name, r in runs.items()
                    if r["errors"]]
     report.print_table(results)
     report.print_databases(results)
+    report.print_keepalive(results)
     found = report.ratios(results)
     report.print_ratios(found)
     checks = report.targets(results, long_result)

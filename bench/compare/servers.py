@@ -56,12 +56,18 @@ def bind_args(server: Server, port: int) -> tuple[list, dict]:
     return ["--host", "127.0.0.1", "--port", str(port)], {}
 
 
-def start(server: Server, port: int, base_env: dict, log) -> subprocess.Popen:
-    extra_argv, extra_env = bind_args(server, port)
+def start(server: Server, port: int | None, base_env: dict, log,
+          bind: str | None = None, cpus: str = "0") -> subprocess.Popen:
+    """Start ``server`` on ``cpus`` (taskset's list) on loopback ``port``, or (Peregrine)
+    on ``bind``, e.g. ``unix:/path/gunicorn.sock`` as the Ansible app role binds it."""
+    if bind is not None:
+        extra_argv, extra_env = [], {"PEREGRINE_BIND": bind}
+    else:
+        extra_argv, extra_env = bind_args(server, port)
     env = dict(base_env, **server.env, **extra_env)
     env["PYTHONPATH"] = PEERS if server.kind != "peregrine" else ROOT
     argv = server.argv + extra_argv
-    return subprocess.Popen(["taskset", "-c", "0", *argv], cwd=server.cwd, env=env,
+    return subprocess.Popen(["taskset", "-c", cpus, *argv], cwd=server.cwd, env=env,
                             stdout=log, stderr=log, start_new_session=True)
 
 

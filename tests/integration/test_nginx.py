@@ -11,119 +11,32 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
 import shutil
 import socket
 import socketserver
-import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
 import pytest
 
 from tests.support.http import request
-from tests.support.processes import free_port, stop_process, wait_for_port
+from tests.support.nginx import NGINX, self_signed_certificate
+from tests.support.nginx import Nginx as RoleNginx
+from tests.support.processes import free_port, wait_for_port
 
 jinja2 = pytest.importorskip("jinja2", reason="Jinja2 renders the nginx templates")
-
-NGINX = shutil.which("nginx") or next(
-    (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.path.exists(p)), None)
 pytestmark = pytest.mark.skipif(
     NGINX is None, reason="nginx is not installed (apt-get install nginx-light)")
 
-ROLE = Path(__file__).resolve().parents[2] / "deploy" / "ansible" / "roles" / "nginx"
-UPSTREAM_DIR = "/etc/nginx/peregrine-upstream.d/"
 
-
-def role_defaults() -> dict:
-    """The scalar defaults of the role (its defaults/main.yml is flat ``key: value``)."""
-    values = {}
-    for line in (ROLE / "defaults" / "main.yml").read_text().splitlines():
-        match = re.match(r"^(nginx_\w+): (.+)$", line)
-        if not match or "{{" in match.group(2):
-            continue
-        raw = match.group(2).strip()
-        if raw in ("true", "false"):
-            values[match.group(1)] = raw == "true"
-        elif raw == "[]":
-            values[match.group(1)] = []
-        else:
-            values[match.group(1)] = raw.strip('"')
-    return values
-
-
-def render(template: str, **variables) -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    # Ansible's filter, as the templates use it.
-    env.filters["bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() in (
-        "1", "true", "yes", "on")
-    context = {**role_defaults(), "ansible_managed": "rendered by tests", **variables}
-    return env.get_template(template).render(context)
-
-
-def _replace(text: str, old: str, new: str) -> str:
-    # A template change that drops one of these must fail loudly, not test less.
-    assert old in text, f"{old!r} not in the rendered configuration"
-    return text.replace(old, new)
-
-
-class Nginx:
-    """nginx with the role's nginx.conf and one site, under a temporary directory."""
+class Nginx(RoleNginx):
+    """The role's nginx, sized for a test's handful of connections."""
 
     def __init__(self, site_template: str, upstreams: list[str], **variables):
-        # Not tmp_path: nginx's workers must be able to reach their temp files.
-        self.root = Path(tempfile.mkdtemp(prefix="peregrine-nginx-"))
-        self.root.chmod(0o755)
-        self.port = free_port()
-        # Plain HTTP on self.port, in either site mode.
-        variables = {"nginx_worker_processes": 1, "nginx_worker_connections": 256,
-                     "nginx_limit_nofile": 1024, "nginx_edge_listen": f"127.0.0.1:{self.port}",
-                     "nginx_http_port": self.port, **variables}
-        (self.root / "sites").mkdir()
-        (self.root / "upstream.d").mkdir()
-        for index, address in enumerate(upstreams):
-            (self.root / "upstream.d" / f"{index}.conf").write_text(render(
-                "upstream-server.conf.j2", nginx_upstream_server={"address": address},
-                nginx_upstream_server_down=False, **variables))
-        site = _replace(render(site_template, **variables), UPSTREAM_DIR,
-                        f"{self.root}/upstream.d/")
-        (self.root / "sites" / "peregrine.conf").write_text(site)
-        main = render("nginx.conf.j2", **variables)
-        main = _replace(main, "user www-data;", "user root;" if os.geteuid() == 0 else "")
-        main = _replace(main, "pid /run/nginx.pid;", f"pid {self.root}/nginx.pid;")
-        main = _replace(main, "/var/log/nginx/", f"{self.root}/")
-        main = _replace(main, "    include /etc/nginx/conf.d/*.conf;\n", "")
-        # Temp paths of our own: the compiled-in ones may not be writable here.
-        temp_paths = "".join(f"    {kind}_temp_path {self.root}/{kind};\n" for kind in (
-            "client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        main = _replace(main, "    include /etc/nginx/sites-enabled/*;\n",
-                        f"    include {self.root}/sites/*.conf;\n{temp_paths}")
-        self.conf = self.root / "nginx.conf"
-        self.conf.write_text(main)
-        self.proc = None
-
-    def test_config(self) -> None:
-        result = subprocess.run([NGINX, "-t", "-q", "-c", str(self.conf)],
-                                capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr
-
-    def start(self) -> Nginx:
-        self.test_config()
-        self.proc = subprocess.Popen([NGINX, "-c", str(self.conf), "-g", "daemon off;"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for_port(self.port, 10, self.proc)
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        stop_process(self.proc, grace=10)  # TERM: fast shutdown of master and workers
-        shutil.rmtree(self.root, ignore_errors=True)
+        super().__init__(site_template, upstreams, **{
+            "nginx_worker_processes": 1, "nginx_worker_connections": 256,
+            "nginx_limit_nofile": 1024, **variables})
 
 
 @pytest.fixture
@@ -279,14 +192,9 @@ def test_a_post_that_reached_a_failing_server_is_not_retried(nginx_factory, stub
 
 
 def _self_signed(directory: Path) -> None:
-    openssl = shutil.which("openssl")
-    if openssl is None:
+    if shutil.which("openssl") is None:
         pytest.skip("openssl is needed for the lb site's certificate")
-    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=t",
-                    "-keyout", str(directory / "peregrine.key"),
-                    "-out", str(directory / "peregrine.crt")],
-                   check=True, capture_output=True)
+    self_signed_certificate(directory)
 
 
 def test_lb_site_rate_limit_is_a_json_429_with_retry_after(live_server, nginx_factory,
