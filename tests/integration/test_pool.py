@@ -161,3 +161,20 @@ def test_idle_connections_closed_by_a_server_restart_are_replaced(postgres):
         cur.execute("SELECT 1")
         assert cur.fetchone() == (1,)
     pool.close()
+
+
+def test_an_idle_connection_whose_backend_ended_is_not_handed_out(postgres, db):
+    pool = Pool(postgres.dsn(), size=2, timeout=5, application_name="pool-hangup-test")
+    with pool.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_backend_pid()")
+        first_pid = cur.fetchone()[0]
+    with db.cursor() as cur:  # the server ends the backend of the now idle connection
+        cur.execute("SELECT pg_terminate_backend(%s)", (first_pid,))
+    deadline = time.monotonic() + 5
+    while backends(db, "pool-hangup-test"):
+        assert time.monotonic() < deadline, "the backend did not end"
+        time.sleep(0.05)
+    with pool.connection() as conn, conn.cursor() as cur:  # no error: a fresh one
+        cur.execute("SELECT pg_backend_pid()")
+        assert cur.fetchone()[0] != first_pid
+    pool.close()
