@@ -92,19 +92,29 @@ abuse: build $(ABUSE_VENV)/.installed ## Under abuse: schemathesis, JWT forgerie
 dr-test: ## Restore drill: pgBackRest backup, PITR to a named restore point, verify (~10 s, root).
 	@bash scripts/dr-test.sh
 
-# Debian 12 then 13, each converged twice and checked; ansible-lint runs with the first only
-# (it does not depend on the release). One suite: make deploy-test DEPLOY_TEST_SUITES=trixie
-DEPLOY_TEST_SUITES ?= bookworm trixie
-deploy-test: ## Run the Ansible playbooks against debootstrap Debian 12 and 13 roots (see deploy/ansible/README.md).
+# Single-node: each release of DEPLOY_TEST_SUITES on one debootstrap root, converged twice and
+# checked; ansible-lint runs with the first only (it does not depend on the release).
+# Multi-node: the seven-host inventory (with the read replica) on DEPLOY_TEST_MULTI_SUITE,
+# converged twice; empty skips it. The defaults converge Debian 12 and 13 twice each. Both
+# single-node releases: make deploy-test DEPLOY_TEST_SUITES="bookworm trixie"
+DEPLOY_TEST_SUITES ?= bookworm
+DEPLOY_TEST_MULTI_SUITE ?= trixie
+deploy-test: ## Converge the playbooks twice: single-node on Debian 12, then the multi-node inventory with a replica on Debian 13.
 	@lint=$${PEREGRINE_DEPLOY_TEST_LINT:-1}; for suite in $(DEPLOY_TEST_SUITES); do \
 		PEREGRINE_DEPLOY_TEST_SUITE=$$suite PEREGRINE_DEPLOY_TEST_LINT=$$lint \
 			bash deploy/ansible/tests/chroot-test.sh || exit 1; \
 		lint=0; \
 	done
+	@[ -n "$(strip $(DEPLOY_TEST_SUITES))" ] || echo "==> single-node deploy test NOT RUN (DEPLOY_TEST_SUITES is empty)"
+	@if [ -n "$(strip $(DEPLOY_TEST_MULTI_SUITE))" ]; then \
+		PEREGRINE_DEPLOY_TEST_SUITE=$(DEPLOY_TEST_MULTI_SUITE) bash deploy/ansible/tests/multinode-test.sh; \
+	else \
+		echo "==> multi-node deploy test NOT RUN (DEPLOY_TEST_MULTI_SUITE is empty)"; \
+	fi
 
 .PHONY: deploy-test-multi
-deploy-test-multi: ## Converge the multi-node inventory, one debootstrap root per host on a test bridge.
-	@bash deploy/ansible/tests/multinode-test.sh
+deploy-test-multi: ## Only the multi-node inventory (7 hosts, one debootstrap root each) on DEPLOY_TEST_MULTI_SUITE (trixie).
+	@PEREGRINE_DEPLOY_TEST_SUITE=$(or $(DEPLOY_TEST_MULTI_SUITE),bookworm) bash deploy/ansible/tests/multinode-test.sh
 
 clean: ## Remove build outputs (keeps .venv and .run).
 	rm -rf build dist *.egg-info hotpath/*.c hotpath/*.so hotpath/*.html

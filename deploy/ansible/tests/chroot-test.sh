@@ -2,7 +2,7 @@
 # Converge site.yml on a debootstrap'd Debian root (bookworm or trixie), twice, then start
 # the services it configured inside private namespaces and talk to the API through nginx.
 #
-#   make deploy-test            (both suites, one after the other)
+#   make deploy-test            (bookworm; then multinode-test.sh on trixie)
 #   PEREGRINE_DEPLOY_TEST_SUITE=trixie bash deploy/ansible/tests/chroot-test.sh
 #
 # Phases (each prints its duration):
@@ -57,31 +57,8 @@ VENV=$ANSIBLE_DIR/.cache/venv
 INVENTORY=$HERE/inventory/hosts.yml
 
 UNSHARE_PID="" NS_PID="" SLIRP_PID="" LINT_PID="" PROBE_PID="" FW_LISTEN_PID=""
-START=$(date +%s.%N)
-PHASE="" PHASE_START=""
-TIMINGS=() RESULTS=() FAILED=0
-
-# --- output helpers ------------------------------------------------------------------
-elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
-end_phase() {
-    [ -n "$PHASE" ] || return 0
-    local took; took=$(elapsed "$PHASE_START")
-    TIMINGS+=("$(printf '  %-12s %7ss' "$PHASE" "$took")")
-    printf '    done in %ss\n' "$took"
-    PHASE=""
-}
-phase() {
-    end_phase
-    PHASE=$1 PHASE_START=$(date +%s.%N)
-    printf '\n==> [%6ss] %s: %s\n' "$(elapsed "$START")" "$1" "$2"
-}
-pass() { RESULTS+=("PASS  $1"); printf '    PASS  %s\n' "$1"; }
-fail() { RESULTS+=("FAIL  $1"); printf '    FAIL  %s\n' "$1"; FAILED=1; }
-check() {  # check "description" command...
-    local what=$1; shift
-    if "$@"; then pass "$what"; else fail "$what"; fi
-}
-die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=lib/report.sh
+. "$HERE/lib/report.sh"
 
 # --- cleanup: kill the namespace (and so every process in it), then slirp4netns --------
 cleanup() {
@@ -100,14 +77,7 @@ cleanup() {
     if findmnt -rn -o TARGET 2>/dev/null | grep -qF "$ROOT"; then
         printf 'WARNING: mounts left under %s\n' "$ROOT" >&2
     fi
-    if [ ${#TIMINGS[@]} -gt 0 ]; then
-        printf '\n==> Timings (total %ss)\n' "$(elapsed "$START")"
-        printf '%s\n' "${TIMINGS[@]}"
-    fi
-    if [ ${#RESULTS[@]} -gt 0 ]; then
-        printf '\n==> Results\n'
-        printf '  %s\n' "${RESULTS[@]}"
-    fi
+    report_summary
     printf '\nLogs: %s\n' "$LOGS"
     exit "$rc"
 }

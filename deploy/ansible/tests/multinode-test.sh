@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Converge site.yml on the multi-node inventory for real: every host (lb-1, app-1, app-2,
-# db-1, cache-1, backup-1) is its own Debian bookworm root in its own namespaces, and the
-# hosts reach each other over a bridge this script creates. Then start what the roles
-# configured, send traffic through the load balancer, run rolling_update.yml under a small
+# db-1, db-replica-1, cache-1, backup-1) is its own Debian root (bookworm or trixie) in its
+# own namespaces, and the hosts reach each other over a bridge this script creates. Then
+# start what the roles configured, send traffic through the load balancer, check that the
+# streaming standby serves the catalog's cache misses, run rolling_update.yml under a small
 # load, and probe the firewall rules between the hosts.
 #
 #   make deploy-test-multi      (or: bash deploy/ansible/tests/multinode-test.sh)
+#   PEREGRINE_DEPLOY_TEST_SUITE=trixie bash deploy/ansible/tests/multinode-test.sh
 #
 # Phases (each prints its duration):
 #   tools       host packages and the Ansible virtualenv (the same as chroot-test.sh's)
@@ -16,9 +18,12 @@
 #   bootstrap   multinode/bootstrap.yml: policy-rc.d, CA certificates, an SSH server
 #   converge    site.yml, first run, all hosts in parallel (forks)
 #   idempotence site.yml, second run: fails unless every host reports changed=0
-#   services    PostgreSQL, memcached, collectd, the apps (from their unit file), nginx
+#   services    PostgreSQL (primary and standby), memcached, collectd, the apps (from
+#               their unit file), nginx
 #   traffic     requests through lb-1 reach both app hosts; pgBackRest between db-1 and
 #               backup-1 over SSH (check, full backup, restore drill)
+#   replica     db-replica-1 streams from db-1; both app hosts' /readyz list it; cache
+#               misses through lb-1 are read from it (its scans of products grow)
 #   rolling     rolling_update.yml while a bounded request loop runs through lb-1: no
 #               request may fail
 #   firewall    each host's nftables rules loaded into its own network namespace, then
@@ -31,6 +36,8 @@
 #
 # Environment:
 #   PEREGRINE_DEPLOY_TEST_CACHE   cache and work directory (default /var/cache/peregrine-deploy-test)
+#   PEREGRINE_DEPLOY_TEST_SUITE   Debian release of every host: bookworm (12, default) or
+#                                 trixie (13)
 #   PEREGRINE_DEPLOY_TEST_MIRROR  Debian mirror for the first debootstrap
 #   PEREGRINE_MULTINODE_REUSE_ROOTS=1  keep the previous run's roots (faster; for working
 #                                 on this script, not a test of a fresh host)
@@ -44,20 +51,27 @@ CACHE=${PEREGRINE_DEPLOY_TEST_CACHE:-/var/cache/peregrine-deploy-test}
 MIRROR=${PEREGRINE_DEPLOY_TEST_MIRROR:-http://deb.debian.org/debian}
 REUSE_ROOTS=${PEREGRINE_MULTINODE_REUSE_ROOTS:-0}
 read -r -a SITE_ARGS <<<"${PEREGRINE_MULTINODE_SITE_ARGS:-}"
-SUITE=bookworm
+SUITE=${PEREGRINE_DEPLOY_TEST_SUITE:-bookworm}
+# The PostgreSQL major version each release ships (what roles/postgresql*/vars/ must pick).
+case $SUITE in
+    bookworm) PG_MAJOR=15 ;;
+    trixie) PG_MAJOR=17 ;;
+    *) echo "PEREGRINE_DEPLOY_TEST_SUITE: unknown suite '$SUITE' (bookworm or trixie)" >&2; exit 2 ;;
+esac
 INCLUDE=python3,python3-apt,systemd,systemd-sysv,procps,ca-certificates,sudo,iproute2
 TARBALL=$CACHE/rootfs-$SUITE.tar.zst
-WORK=$CACHE/multinode
+# One work directory per suite: a bookworm and a trixie run never share roots.
+WORK=$CACHE/multinode-$SUITE
 ROOTS=$WORK/roots
 NSDIR=$WORK/ns
 LOGS=$WORK/logs
 VENV=$ANSIBLE_DIR/.cache/venv
 INVENTORY=$HERE/multinode/hosts.yml
 
-HOSTS=(lb-1 app-1 app-2 db-1 cache-1 backup-1)
+HOSTS=(lb-1 app-1 app-2 db-1 db-replica-1 cache-1 backup-1)
 APPS=(app-1 app-2)
 declare -A IP=([lb-1]=10.0.0.10 [app-1]=10.0.0.21 [app-2]=10.0.0.22 [db-1]=10.0.0.30
-               [cache-1]=10.0.0.41 [backup-1]=10.0.0.60)
+               [db-replica-1]=10.0.0.31 [cache-1]=10.0.0.41 [backup-1]=10.0.0.60)
 ADMIN_IP=10.0.0.1      # the switch namespace's address: the bastion in the firewall rules
 LB=${IP[lb-1]}
 
@@ -79,7 +93,7 @@ cleanup() {
         kill -KILL "${UNSHARE_PID[$name]}" 2>/dev/null; wait "${UNSHARE_PID[$name]}" 2>/dev/null
     done
     for name in "${!SLIRP_PID[@]}"; do kill "${SLIRP_PID[$name]}" 2>/dev/null; wait "${SLIRP_PID[$name]}" 2>/dev/null; done
-    [ -n "$SWITCH_PID" ] && kill -KILL "$SWITCH_PID" 2>/dev/null
+    if [ -n "$SWITCH_PID" ]; then kill -KILL "$SWITCH_PID" 2>/dev/null; wait "$SWITCH_PID" 2>/dev/null; fi
     if findmnt -rn -o TARGET 2>/dev/null | grep -qF "$ROOTS"; then
         printf 'WARNING: mounts left under %s\n' "$ROOTS" >&2
     fi
@@ -268,12 +282,15 @@ check "lb-1 reaches every host over the bridge (${pings% })" eval '[ "${pings% }
 
 # The chroot connection passes the controller's environment through: keep the CA bundle,
 # drop host-only pip paths and any SSH_CLIENT of the operator's shell (the firewall role
-# would add it to the admin allow-list).
+# would add it to the admin allow-list). Every run deploys the commit checked out when the
+# test started: a commit landing in the checkout half-way would otherwise be a new release
+# on the second run (changed != 0).
+APP_COMMIT=$(git -C "$ANSIBLE_DIR" rev-parse --verify 'HEAD^{commit}')
 playbook() {
     env -u PIP_FIND_LINKS -u PIP_INDEX_URL -u PIP_EXTRA_INDEX_URL -u SSH_CLIENT -u SSH_CONNECTION \
         PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
         ANSIBLE_CALLBACKS_ENABLED=ansible.posix.profile_tasks PROFILE_TASKS_TASK_OUTPUT_LIMIT=6 \
-        ansible-playbook -i "$INVENTORY" "$@"
+        ansible-playbook -i "$INVENTORY" -e "app_source_version=$APP_COMMIT" "$@"
 }
 recaps() { grep -E "^($(IFS='|'; echo "${HOSTS[*]}")) +: ok=" "$1" | tr -s ' ' | sed 's/^/      /'; }
 changed_total() {
@@ -297,16 +314,19 @@ for name in db-1 backup-1; do
     in_host "$name" /bin/sh -c 'mkdir -p -m 0755 /run/sshd && /usr/sbin/sshd' >"$LOGS/sshd-$name.log" 2>&1 \
         || fail "sshd starts on $name"
 done
+# db-replica-1's clone (pg_basebackup) needs the primary running with its pg_hba.conf,
+# which already names the standby's replication address.
 in_host db-1 /bin/sh -c '
     while :; do
-        if dpkg-query -W -f="\${Status}" postgresql-15 2>/dev/null | grep -q "install ok installed" &&
-           [ -f /var/lib/postgresql/15/main/PG_VERSION ] &&
-           [ -f /etc/postgresql/15/main/conf.d/60-peregrine.conf ] &&
-           grep -q "^host  *peregrine" /etc/postgresql/15/main/pg_hba.conf 2>/dev/null; then
-            pg_ctlcluster 15 main start && exit 0
+        if dpkg-query -W -f="\${Status}" postgresql-$0 2>/dev/null | grep -q "install ok installed" &&
+           [ -f /var/lib/postgresql/$0/main/PG_VERSION ] &&
+           [ -f /etc/postgresql/$0/main/conf.d/60-peregrine.conf ] &&
+           grep -q "^host  *peregrine" /etc/postgresql/$0/main/pg_hba.conf 2>/dev/null &&
+           grep -q "^host  *replication" /etc/postgresql/$0/main/pg_hba.conf 2>/dev/null; then
+            pg_ctlcluster $0 main start && exit 0
         fi
         sleep 1
-    done' >"$LOGS/postgresql-standin.log" 2>&1 &
+    done' "$PG_MAJOR" >"$LOGS/postgresql-standin.log" 2>&1 &
 BACKGROUND+=($!)
 
 # --- converge -------------------------------------------------------------------------
@@ -337,8 +357,12 @@ fi
 # --- services -------------------------------------------------------------------------
 phase services "start what the roles configured, as systemd would, in each host's namespaces"
 # PostgreSQL: restart so archiving (role backup) and the private listen address apply.
-in_host db-1 pg_ctlcluster 15 main restart >"$LOGS/postgresql.log" 2>&1 \
+in_host db-1 pg_ctlcluster "$PG_MAJOR" main restart >"$LOGS/postgresql.log" 2>&1 \
     || { cat "$LOGS/postgresql.log"; fail "PostgreSQL restarts on db-1 with the roles' configuration"; }
+# The standby, as postgresql@<version>-main.service would start it (after the primary, so
+# the app hosts find it streaming when they start).
+in_host db-replica-1 pg_ctlcluster "$PG_MAJOR" main start >"$LOGS/postgresql-replica.log" 2>&1 \
+    || { cat "$LOGS/postgresql-replica.log"; fail "the standby starts on db-replica-1"; }
 in_host cache-1 /usr/share/memcached/scripts/systemd-memcached-wrapper /etc/memcached.conf \
     >"$LOGS/memcached.log" 2>&1 &
 BACKGROUND+=($!)
@@ -434,6 +458,75 @@ else
     fail "restore drill on backup-1 (restore point marked on db-1 over SSH)"
 fi
 
+# --- replica --------------------------------------------------------------------------
+phase replica "db-replica-1 streams from db-1 and serves the catalog's cache misses"
+REPLICA=${IP[db-replica-1]}
+sql_on() {  # sql_on HOST SQL -> unaligned rows (as postgres, database peregrine)
+    in_host "$1" runuser -u postgres -- psql -XAt -d peregrine -c "$2" 2>>"$LOGS/replica-sql.log"
+}
+retry() {  # retry SECONDS COMMAND...  (until it succeeds)
+    local tries=$(( $1 * 2 )) _; shift
+    for _ in $(seq "$tries"); do "$@" && return 0; sleep 0.5; done
+    return 1
+}
+streaming() {
+    [ "$(sql_on db-1 "select state from pg_stat_replication where client_addr = '$REPLICA'")" = streaming ]
+}
+check "db-1 streams to db-replica-1 (pg_stat_replication from $REPLICA: streaming)" retry 30 streaming
+check "db-replica-1 is a read-only hot standby of db-1 (pg_is_in_recovery, through its slot)" \
+    eval '[ "$(sql_on db-replica-1 "select pg_is_in_recovery()")" = t ] &&
+          [ "$(sql_on db-1 "select active from pg_replication_slots where slot_name = '"'"'db_replica_1'"'"'")" = t ]'
+# A catalog to read: the app's own seed command on app-1, as its service user.
+seed_env=$(unit_get app-1 EnvironmentFile) seed_wd=$(unit_get app-1 WorkingDirectory) seed_user=$(unit_get app-1 User)
+if in_host app-1 /bin/sh -c "set -a; . '$seed_env'; set +a; cd '$seed_wd' && runuser -u '$seed_user' -- venv/bin/python -m app seed --products 25 --users 1 --seed 7" \
+        >"$LOGS/seed.log" 2>&1; then
+    pass "python -m app seed --products 25 on app-1 (as the service user, with the deployed env file)"
+else
+    tail -n 5 "$LOGS/seed.log" | sed 's/^/      /'
+    fail "python -m app seed --products 25 on app-1"
+fi
+caught_up() {
+    local written; written=$(sql_on db-1 "select pg_current_wal_lsn()") || return 1
+    [ "$(sql_on db-replica-1 "select pg_last_wal_replay_lsn() >= '$written'::pg_lsn")" = t ]
+}
+check "db-replica-1 has replayed db-1's current WAL position (the seeded catalog)" retry 20 caught_up
+replica_ok() {  # replica_ok APP_HOST: its /readyz = 200 and lists the standby as ok
+    local code
+    code=$(on_net lb-1 curl -s -o "$WORK/readyz-replica-$1.json" -w '%{http_code}' --max-time 5 "http://${IP[$1]}:8080/readyz" || echo 000)
+    [ "$code" = 200 ] && [ "$(/usr/bin/python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+print([(r["name"], r["status"]) for r in d.get("replicas", [])])' "$WORK/readyz-replica-$1.json" 2>/dev/null)" = "[('$REPLICA:5432', 'ok')]" ]
+}
+replica_ok_thrice() { replica_ok "$1" && replica_ok "$1" && replica_ok "$1"; }   # each worker answers for itself
+for name in "${APPS[@]}"; do
+    check "$name's /readyz lists the standby $REPLICA:5432 as ok" retry 30 replica_ok_thrice "$name"
+done
+scans() {  # index + sequential scans of products on HOST since its server started
+    sql_on "$1" "select coalesce(sum(coalesce(idx_scan, 0) + coalesce(seq_scan, 0)), 0)
+                 from pg_stat_user_tables where relname = 'products'"
+}
+ids=$(client "https://$LB/v1/products?limit=100" | /usr/bin/python3 -c 'import json, sys
+print(" ".join(p["id"] for p in json.load(sys.stdin)["items"]))' 2>/dev/null || true)
+replica_before=$(scans db-replica-1 || echo 0) primary_before=$(scans db-1 || echo 0)
+reads=0 read_errors=0
+for id in $ids; do
+    if [ "$(client -o /dev/null -w '%{http_code}' "https://$LB/v1/products/$id" || echo 000)" = 200 ]; then
+        reads=$((reads + 1))
+    else
+        read_errors=$((read_errors + 1))
+    fi
+done
+# The statistics are flushed by each backend a little after its transaction.
+read_by_replica() {
+    replica_after=$(scans db-replica-1 || echo 0)
+    [ $((replica_after - replica_before)) -ge $((reads / 2)) ]
+}
+replica_after=$replica_before
+retry 20 read_by_replica || true
+primary_after=$(scans db-1 || echo 0)
+check "cache misses through lb-1 are read from db-replica-1: $reads GET /v1/products/{id} = 200 ($read_errors errors), products scanned $((replica_after - replica_before)) times on the standby and $((primary_after - primary_before)) on db-1" \
+    eval '[ "$reads" -ge 20 ] && [ "$read_errors" = 0 ] && [ $((replica_after - replica_before)) -ge $((reads / 2)) ]'
+
 # --- rolling --------------------------------------------------------------------------
 phase rolling "rolling_update.yml under a bounded request loop through lb-1"
 # What systemd would do for the steps this test turns off (nginx_manage_services and
@@ -512,9 +605,9 @@ expect_reach() {  # expect_reach FROM TO PORT open|closed
     check "$1 -> $2:$3 is $want (got $got)" eval '[ "$got" = "$want" ]'
 }
 # Controls without the rules: what must be closed afterwards answers now.
-before="lb-1->db-1:5432 $(reach lb-1 "${IP[db-1]}" 5432), lb-1->cache-1:11211 $(reach lb-1 "${IP[cache-1]}" 11211), app-1->db-1:22 $(reach app-1 "${IP[db-1]}" 22)"
+before="lb-1->db-1:5432 $(reach lb-1 "${IP[db-1]}" 5432), lb-1->cache-1:11211 $(reach lb-1 "${IP[cache-1]}" 11211), app-1->db-1:22 $(reach app-1 "${IP[db-1]}" 22), lb-1->db-replica-1:5432 $(reach lb-1 "$REPLICA" 5432)"
 check "control: without the rules those ports answer ($before)" \
-    eval '[ "$before" = "lb-1->db-1:5432 open, lb-1->cache-1:11211 open, app-1->db-1:22 open" ]'
+    eval '[ "$before" = "lb-1->db-1:5432 open, lb-1->cache-1:11211 open, app-1->db-1:22 open, lb-1->db-replica-1:5432 open" ]'
 loaded=""
 for name in "${HOSTS[@]}"; do
     in_host "$name" nft -c -f /etc/nftables.conf >>"$LOGS/nft.log" 2>&1 && in_host "$name" nft -f /etc/nftables.conf >>"$LOGS/nft.log" 2>&1 \
@@ -533,6 +626,10 @@ expect_reach app-1 db-1 22 closed
 expect_reach lb-1 backup-1 22 closed
 expect_reach backup-1 db-1 22 open
 expect_reach db-1 backup-1 22 open
+for name in "${APPS[@]}"; do expect_reach "$name" db-replica-1 5432 open; done
+expect_reach db-replica-1 db-1 5432 open
+expect_reach lb-1 db-replica-1 5432 closed
+expect_reach cache-1 db-replica-1 5432 closed
 got=$(reach switch "${IP[db-1]}" 22)
 check "the bastion ($ADMIN_IP) -> db-1:22 is open (got $got)" eval '[ "$got" = open ]'
 got=$(reach switch "$LB" 443)
@@ -542,6 +639,8 @@ check "with every firewall loaded, GET /readyz through lb-1 = 200 with the cache
     eval '[ "$code" = 200 ] && grep -q "\"cache\": *\"ok\"" "$WORK/readyz.json"'
 check "with every firewall loaded, pgbackrest check still passes between db-1 and backup-1" \
     eval 'as_repo pgbackrest --stanza=peregrine check >>"$LOGS/pgbackrest-check.log" 2>&1'
+check "with every firewall loaded, db-1 still streams to db-replica-1 and app-1's /readyz lists it as ok" \
+    eval 'streaming && retry 15 replica_ok app-1'
 end_phase
 
 [ "$FAILED" = 0 ] || { printf '\nSOME CHECKS FAILED\n'; exit 1; }
