@@ -214,33 +214,22 @@ def _reply_line(client, data: bytes) -> bytes:
     return data[:eol]
 
 
-def _add_reply(client, data: bytes, key: bytes) -> bool:
-    line = _reply_line(client, data)
-    if line == b"STORED":
-        return True
-    if line == b"NOT_STORED":
-        return False
-    _raise_for(line)
+def _status_reply(answers: dict):
+    """A reader of a one-line status reply: ``answers[line]``, or the error it names."""
+
+    def read(client, data: bytes, key: bytes):
+        line = _reply_line(client, data)
+        try:
+            return answers[line]
+        except KeyError:
+            _raise_for(line)
+
+    return read
 
 
-def _cas_reply(client, data: bytes, key: bytes) -> bool | None:
-    line = _reply_line(client, data)
-    if line == b"STORED":
-        return True
-    if line == b"EXISTS":
-        return False
-    if line == b"NOT_FOUND":
-        return None
-    _raise_for(line)
-
-
-def _delete_reply(client, data: bytes, key: bytes) -> bool:
-    line = _reply_line(client, data)
-    if line == b"DELETED":
-        return True
-    if line == b"NOT_FOUND":
-        return False
-    _raise_for(line)
+_add_reply = _status_reply({b"STORED": True, b"NOT_STORED": False})
+_cas_reply = _status_reply({b"STORED": True, b"EXISTS": False, b"NOT_FOUND": None})
+_delete_reply = _status_reply({b"DELETED": True, b"NOT_FOUND": False})
 
 
 def _number(client, data: bytes, key: bytes) -> int | None:

@@ -56,7 +56,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.compare import client, stack
-from bench.compare.servers import ROOT
+from bench.compare.servers import ROOT, children
 
 SCENARIOS = ("healthz", "product-near", "product-cache", "list", "me", "orders")
 PORT = 18390
@@ -112,10 +112,9 @@ def drive(port: int, plan: Plan, total: int, connections: int) -> int:
 
 def worker_pid(master: int) -> int:
     for _ in range(100):
-        children = subprocess.run(["pgrep", "-P", str(master)], capture_output=True,
-                                  text=True).stdout.split()
-        if children:
-            return int(children[0])
+        workers = children(master)
+        if workers:
+            return workers[0]
         time.sleep(0.2)
     raise RuntimeError("gunicorn started no worker")
 

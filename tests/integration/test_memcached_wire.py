@@ -159,12 +159,17 @@ def test_an_empty_key_is_refused_before_it_is_sent(pooled):
 
 
 class _Peer:
-    """A TCP peer that answers every command with ``reply`` bytes, then maybe hangs up."""
+    """A TCP peer that answers every command with ``reply`` bytes, then hangs up or not.
 
-    def __init__(self, reply: bytes, close: bool):
+    Connections it keeps open stay open until :meth:`close` (a reader then waits
+    mid-reply for bytes that never come).
+    """
+
+    def __init__(self, reply: bytes, hang_up: bool):
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        self.reply, self.close = reply, close
+        self.reply, self.hang_up = reply, hang_up
+        self.conns = []
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self):
@@ -175,11 +180,18 @@ class _Peer:
                 return
             conn.recv(1024)
             conn.sendall(self.reply)
-            if self.close:
+            if self.hang_up:
                 conn.close()
+            else:
+                self.conns.append(conn)
+
+    def close(self):
+        self.listener.close()
+        for conn in self.conns:
+            conn.close()
 
 
-@pytest.mark.parametrize("reply, close, error", [
+@pytest.mark.parametrize("reply, hang_up, error", [
     (b"VALUE w:k 0 10 7\r\nabc", True, MemcacheUnexpectedCloseError),
     (b"VALUE w:k 0 3 7\r\nabcd\r\nEND\r\n", False, MemcacheUnknownError),
     (b"VALUE w:k 0 3 7\r\nabc\r\nEND\r\nVALUE", False, MemcacheUnknownError),
@@ -190,8 +202,8 @@ class _Peer:
     (b"VALUE w:k 0 3\r\nabc\r\nEND\r\n", False, MemcacheUnknownError),  # gets, no token
 ], ids=["cut-short", "wrong-length", "trailing-bytes", "server-error", "hung-up",
         "another-key", "no-cas-token"])
-def test_a_broken_reply_raises_and_drops_the_connection(reply, close, error):
-    peer = _Peer(reply, close)
+def test_a_broken_reply_raises_and_drops_the_connection(reply, hang_up, error):
+    peer = _Peer(reply, hang_up)
     client = PooledClient(("127.0.0.1", peer.port), connect_timeout=1, timeout=1)
     try:
         with pytest.raises(error):
@@ -199,14 +211,14 @@ def test_a_broken_reply_raises_and_drops_the_connection(reply, close, error):
         assert client.client_pool.free == () and client.client_pool.used == ()
     finally:
         client.close()
-        peer.listener.close()
+        peer.close()
 
 
 @pytest.mark.parametrize("reply", [b"STORED\r\nSTORED\r\n", b"SERVER_ERROR out of memory\r\n",
                                    b"MAYBE\r\n"], ids=["two-lines", "server-error", "unknown"])
 @pytest.mark.parametrize("command", ["add", "cas", "delete", "incr"])
 def test_a_broken_one_line_reply_raises_and_drops_the_connection(reply, command):
-    peer = _Peer(reply, close=False)
+    peer = _Peer(reply, hang_up=False)
     client = PooledClient(("127.0.0.1", peer.port), connect_timeout=1, timeout=1)
     calls = {"add": lambda: wire.add(client, "w:k", b"v", 60),
              "cas": lambda: wire.cas(client, "w:k", b"v", b"1", 60),
@@ -218,7 +230,7 @@ def test_a_broken_one_line_reply_raises_and_drops_the_connection(reply, command)
         assert client.client_pool.free == () and client.client_pool.used == ()
     finally:
         client.close()
-        peer.listener.close()
+        peer.close()
 
 
 def test_a_frozen_memcached_fails_open_within_the_timeout(memcached, cache_flushed):
@@ -234,34 +246,9 @@ def test_a_frozen_memcached_fails_open_within_the_timeout(memcached, cache_flush
     cache.close()
 
 
-class _Stalling:
-    """Sends the start of a value, then nothing: the reader waits mid-reply."""
-
-    def __init__(self):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.conns = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            conn.recv(1024)
-            conn.sendall(b"VALUE k 0 10 7\r\nabc")
-
-    def close(self):
-        self.listener.close()
-        for conn in self.conns:
-            conn.close()
-
-
 @pytest.fixture
 def stalled():
-    peer = _Stalling()
+    peer = _Peer(b"VALUE k 0 10 7\r\nabc", hang_up=False)  # the start of a value, then nothing
     # gevent's socket module, as in a worker: gevent.Timeout and kill() interrupt the wait.
     client = PooledClient(("127.0.0.1", peer.port), connect_timeout=1, timeout=10,
                           socket_module=gevent.socket)
