@@ -47,6 +47,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -156,6 +157,9 @@ def main() -> int:
                         help="request line, statsd and recycling off (not the production defaults)")
     args = parser.parse_args()
     requests = args.requests - args.requests % args.connections
+    missing = [tool for tool in ("valgrind", "callgrind_control") if shutil.which(tool) is None]
+    if missing:
+        sys.exit(f"bench/instructions.py needs {' and '.join(missing)}: apt-get install valgrind")
 
     statsd_port, _counts = stack.statsd_sink()
     results = {}
