@@ -44,6 +44,7 @@ from decimal import Decimal
 import msgspec
 from msgspec import UNSET
 
+from app import replay
 from app.cache import Cache, digest, key
 from app.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from app.ids import is_uuid
@@ -95,6 +96,11 @@ class Catalog:
         """Let catalog reads go to ``replicas`` when they have replayed every catalog write."""
         self.replicas.close()
         self.replicas = replicas
+
+    @property
+    def near(self):
+        """The near cache in front of memcached, or None."""
+        return self._near
 
     def use_near_cache(self, near) -> None:
         """Put ``near`` (an app.nearcache.NearCache, or None) in front of memcached."""
@@ -247,6 +253,7 @@ class Catalog:
             value = near.get(GENERATION_KEY)
             if value is not None:
                 self._metrics.incr("cache.generation.near_hit")
+                replay.note(GENERATION_KEY, value, "generation")
                 return value
             ticket = near.begin(GENERATION_KEY)  # before memcached is read
         value = self._cache.get(GENERATION_KEY)
@@ -254,6 +261,7 @@ class Catalog:
             value = self._new_generation()
         if value is not None and near is not None:
             near.put(GENERATION_KEY, value, ticket)
+            replay.note(GENERATION_KEY, value, "generation")
         return value
 
     def _new_generation(self) -> bytes | None:

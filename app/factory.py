@@ -12,17 +12,31 @@ from app.cache_epochs import Epochs
 from app.config import Config
 from app.db import Pool
 from app.deps import Dependencies
+from app.etags import etag_of
 from app.ids import CanonicalIds
 from app.middleware import RequestContext
 from app.operations import operation_of, responder_for, responders
+from app.replay import Replay
 from app.resources.docs import OpenAPIResource
 from app.routes import ROUTES
 
 
 class App(falcon.App):
-    """A falcon App that holds its worker's dependencies (closed on exit)."""
+    """A falcon App that holds its worker's dependencies (closed on exit).
 
-    __slots__ = ("deps",)
+    With a near cache, repeats of replayable reads are answered by
+    ``replay`` (app/replay.py) before falcon sees them.
+    """
+
+    __slots__ = ("deps", "replay")
+    deps: Dependencies
+    replay: Replay | None
+
+    def __call__(self, env, start_response):
+        replay = self.replay
+        if replay is None:
+            return super().__call__(env, start_response)
+        return replay(env, start_response, super().__call__)
 
 
 class Router(falcon.routing.CompiledRouter):
@@ -75,10 +89,11 @@ def create_app(
         # app.nearcache, see gunicorn.conf.py), or there are none.
         deps.catalog.use_near_cache(nearcache.NearCache(config.near_cache_ttl, tag=cache.tag))
 
+    context = RequestContext(metrics)
     access = AccessControl(config.jwt_secret, deps.limiter, config.rate_limit_per_minute,
                            metrics, deps.accounts.current_role)
     # CORS first, so its headers go on every answer, errors included (nothing when off).
-    app = App(middleware=[*cors.middleware(config.cors_origins), RequestContext(metrics),
+    app = App(middleware=[*cors.middleware(config.cors_origins), context,
                           CanonicalIds(), access], router=Router())
     app.resp_options.xml_error_serialization = False
     errors.register(app)
@@ -92,8 +107,24 @@ def create_app(
         else:
             resource = route.resource(deps)
         app.add_route(route.template, resource)
-    app.deps = deps  # type: ignore[attr-defined]  # for gunicorn's worker_exit hook and the tests
+    app.deps = deps  # for gunicorn's worker_exit hook and the tests
+    app.replay = None
+    if deps.catalog.near is not None:
+        app.replay = Replay(
+            deps.catalog.near, context, metrics, _replayable(ROUTES, config),
+            etag=etag_of, cors=bool(config.cors_origins))
     return app
+
+
+def _replayable(routes, config: Config) -> list[str]:
+    """Templates whose GET may be replayed: declared so, and not under the general limit."""
+    found = []
+    for route in routes:
+        op = operation_of(route.resource, "GET")
+        if op is not None and op.replayable and not (
+                op.rate_limited and config.rate_limit_per_minute > 0):
+            found.append(route.template)
+    return found
 
 
 def _check_declared(template: str, resource) -> None:

@@ -40,10 +40,15 @@ class Operation:
     # A per-address limit (app.ratelimit.Limit) counted before the body is
     # read, so a flood of malformed bodies is refused as well.
     address_limit: Limit | None = None
+    # A GET whose 200 is a body read from the near cache and nothing else: its
+    # repeats may be answered from the same near entries (app/replay.py).
+    replayable: bool = False
 
     def __post_init__(self):
         if self.access not in ACCESS_LEVELS:
             raise ValueError(f"unknown access level {self.access!r}")
+        if self.replayable and (self.access != PUBLIC or self.address_limit is not None):
+            raise ValueError("only a public read without a per-address limit is replayable")
 
 
 def operation(**kwargs):

@@ -33,6 +33,7 @@ import time
 
 import gevent
 
+from app import replay
 from app.cache import Cache
 
 MISSING = object()  # what a loader returns for "does not exist"
@@ -65,11 +66,13 @@ class ReadThrough:
         value = near.get(key)
         if value is not None:
             self._metrics.incr(f"cache.{metric}.near_hit")
+            replay.note(key, value, metric)
             return value
         ticket = near.begin(key)
         value = self._get(key, load, ttl, negative_ttl, metric)
         if value is not MISSING:
             near.put(key, value, ticket)
+            replay.note(key, value, metric)
         return value
 
     def _get(self, key: str, load, ttl: int, negative_ttl: int, metric: str):

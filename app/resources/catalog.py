@@ -43,7 +43,8 @@ class CategoriesResource:
     def __init__(self, deps):
         self._catalog = deps.catalog
 
-    @operation(access=PUBLIC, summary="All categories", response=CategoryList, tag="catalog")
+    @operation(access=PUBLIC, summary="All categories", response=CategoryList, tag="catalog",
+               replayable=True)
     def on_get(self, req, resp):
         _send_cached(req, resp, self._catalog.categories_body())
 
@@ -60,7 +61,7 @@ class ProductsResource:
         self._catalog = deps.catalog
 
     @operation(access=PUBLIC, summary="Search and list products", query=ProductQuery,
-               response=ProductPage, tag="catalog")
+               response=ProductPage, tag="catalog", replayable=True)
     def on_get(self, req, resp, query: ProductQuery):
         _send_cached(req, resp, self._catalog.list_body(query))
 
@@ -79,7 +80,7 @@ class ProductResource:
         self._catalog = deps.catalog
 
     @operation(access=PUBLIC, summary="A product (strong ETag; If-None-Match gives 304)",
-               response=ProductOut, errors=(404,), tag="catalog")
+               response=ProductOut, errors=(404,), tag="catalog", replayable=True)
     def on_get(self, req, resp, product_id):
         _send_cached(req, resp, self._catalog.product_body(product_id))
 
