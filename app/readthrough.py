@@ -32,6 +32,7 @@ from __future__ import annotations
 import time
 
 import gevent
+import gevent.event
 
 from app import replay
 from app.cache import Cache
@@ -40,7 +41,10 @@ MISSING = object()  # what a loader returns for "does not exist"
 PLACEHOLDER = b"?filling"  # never a record: records start with digits
 _FILL_TTL = 10  # > the 5 s statement timeout: any load that finishes can be stored
 _LOCK_TTL = 5
-_WAIT_STEPS = (0.02, 0.05, 0.1)  # a cold-miss loser waits at most ~170 ms
+_WAIT_STEPS = (0.02, 0.05, 0.1)
+# A reader joining another's near-cache miss of the same key waits at most
+# this long, then reads for itself (the first may be stuck on Postgres).
+_JOIN_WAIT = 0.2  # a cold-miss loser waits at most ~170 ms
 
 
 class ReadThrough:
@@ -49,6 +53,8 @@ class ReadThrough:
         self._metrics = metrics
         self._clock = clock
         self.near = near  # an app.nearcache.NearCache in front of memcached, or None
+        #: key -> set when the near-cache miss being read for it is done.
+        self._reading: dict[str, gevent.event.Event] = {}
 
     def get(self, key: str, load, ttl: int, negative_ttl: int, metric: str):
         """Return cached bytes, or ``load()``'s bytes (or MISSING), caching them.
@@ -64,15 +70,35 @@ class ReadThrough:
         if near is None:
             return self._get(key, load, ttl, negative_ttl, metric)
         value = near.get(key)
+        if value is None:
+            reading = self._reading.get(key)
+            if reading is not None:
+                # PERF: another greenlet of this worker is reading this key
+                # right now: wait for it and take what it kept near, instead
+                # of a memcached round trip of our own. As safe as any near
+                # hit: its entry was recorded before this request began and
+                # is valid only while no write has moved the key's slot.
+                reading.wait(_JOIN_WAIT)
+                value = near.get(key)
+                if value is not None:
+                    self._metrics.incr(f"cache.{metric}.near_joined")
         if value is not None:
             self._metrics.incr(f"cache.{metric}.near_hit")
             replay.note(key, value, metric)
             return value
-        ticket = near.begin(key)
-        value = self._get(key, load, ttl, negative_ttl, metric)
-        if value is not MISSING:
-            near.put(key, value, ticket)
-            replay.note(key, value, metric)
+        reading = None
+        if key not in self._reading:
+            reading = self._reading[key] = gevent.event.Event()
+        try:
+            ticket = near.begin(key)
+            value = self._get(key, load, ttl, negative_ttl, metric)
+            if value is not MISSING:
+                near.put(key, value, ticket)
+                replay.note(key, value, metric)
+        finally:
+            if reading is not None:
+                del self._reading[key]
+                reading.set()
         return value
 
     def _get(self, key: str, load, ttl: int, negative_ttl: int, metric: str):

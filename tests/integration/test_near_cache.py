@@ -213,3 +213,43 @@ def test_a_lost_invalidation_fails_another_nodes_near_entries_by_the_epoch(
     for _ in range(3):
         assert price(other, product["id"]) == "20.00"
 
+
+
+def test_a_read_joining_another_of_the_same_key_takes_its_value_without_memcached(
+        client, app, admin, paused_query, monkeypatch):
+    import gevent
+
+    product = create_product(client, admin, price="5.00")
+    url = f"/v1/products/{product['id']}"
+    app.deps.catalog._near._entries.clear()
+    cache = app.deps.cache
+    reads, real_gets = [], cache.gets
+    monkeypatch.setattr(cache, "gets", lambda k: reads.append(k) or real_gets(k))
+    pause = paused_query("product")
+    start_reader(pause, client.simulate_get, url)  # a miss: loading from Postgres, paused
+    before = len(reads)
+    joiner = gevent.spawn(client.simulate_get, url)
+    gevent.sleep(0.05)  # the second read is waiting on the first
+    assert finish(pause).json["price"] == "5.00"
+    assert joiner.get(timeout=5).json["price"] == "5.00"
+    assert len(reads) == before, "the joining read asked memcached itself"
+
+
+def test_a_read_that_joins_one_begun_before_a_write_does_not_take_the_old_value(
+        client, app, admin, paused_query):
+    """Forced interleaving: A loads the old row and pauses; the write answers; B
+    starts after it, finds A's read of the key in flight and joins it. A's value
+    began before the write: B must read the new one itself."""
+    import gevent
+
+    product = create_product(client, admin, price="5.00")
+    url = f"/v1/products/{product['id']}"
+    app.deps.catalog._near._entries.clear()
+    pause = paused_query("product")
+    start_reader(pause, client.simulate_get, url)  # A: loaded 5.00, paused
+    patched = client.simulate_patch(url, json={"price": "6.00"}, headers=admin["headers"])
+    assert patched.status_code == 200, patched.text
+    joiner = gevent.spawn(client.simulate_get, url)  # B: after the write answered
+    gevent.sleep(0.05)
+    assert finish(pause).json["price"] == "5.00"  # A began before the write
+    assert joiner.get(timeout=5).json["price"] == "6.00"
