@@ -1,10 +1,11 @@
 """Answer a repeated public read from the near cache, without the framework.
 
 PERF: a ``GET /v1/products/{id}`` answered by the near cache still spent
-~50k of its ~210k instructions in falcon's request and response objects,
-the middleware chain and routing: more than the near-cache hit itself
-(bench/instructions.py, product-near: 211.7k -> see bench/README.md,
-"replayed reads").
+~58k of its ~212k instructions in falcon's request and response objects,
+the middleware chain, routing and the responder: more than the near-cache
+hit itself. Replayed: 211.7k -> 154.0k instructions per request, a list
+page 321.2k -> 235.3k (bench/instructions.py); one id, wrk -c64: 8,973 ->
+13,911 req/s (bench/README.md, "Replayed reads").
 
 **What is replayed.** A route declares ``replayable=True`` on its GET
 (app/operations.py) when its 200 answer is a body read from the near cache
