@@ -228,3 +228,28 @@ def test_the_general_rate_limit_fails_open_when_the_cache_is_down():
         assert statuses == {404}
     finally:
         built.app.deps.close()
+
+
+@pytest.mark.parametrize("declaration", [
+    {"access": "user"},
+    {"access": "admin"},
+    {"access": "public", "address_limit": object()},
+])
+def test_only_a_public_read_without_an_address_limit_may_be_replayable(declaration):
+    from app.operations import Operation
+
+    with pytest.raises(ValueError, match="replayable"):
+        Operation(summary="s", replayable=True, **declaration)
+
+
+def test_the_catalog_reads_are_the_replayable_routes_and_none_under_the_general_limit():
+    from dataclasses import replace
+
+    from app.factory import _replayable
+
+    limited = Config.from_env(ENV)
+    assert limited.rate_limit_per_minute > 0
+    assert _replayable(ROUTES, limited) == []
+    open_config = replace(limited, rate_limit_per_minute=0)
+    assert _replayable(ROUTES, open_config) == [
+        "/v1/categories", "/v1/products", "/v1/products/{product_id}"]
