@@ -34,14 +34,16 @@ route with a per-address limit, or under the general rate limit while it is
 on (every request then counts in memcached anyway). Those, and every miss,
 take the full path. The request id, the trace, the request line and the
 metrics are made by the same code as the full path's
-(app/middleware.py), and the headers are falcon's, in falcon's order;
+(app/middleware.py; a replay's duration is the time it took, so replayed
+reads show in the latency histogram as the fast requests they are), and
+the headers are falcon's, in falcon's order;
 ``tests/integration/test_replay.py`` compares the two byte for byte.
 
-Memory: at most ``MAX_RECORDS`` records (oldest out first) of a path up to
-``MAX_TARGET`` characters and the keys, never a body, and as many paths and
-queries known to be served by routes that are not replayable (the body is the near
-cache's; earlier entries' values up to ``MAX_VALUE`` bytes, e.g. a
-generation).
+Memory: at most ``MAX_RECORDS`` records (oldest out first), each a path and
+query of up to ``MAX_TARGET`` characters, the keys, and the values of the
+entries before the body's (up to ``MAX_VALUE`` bytes each, e.g. a
+generation), never a body: that is the near cache's. And as many targets
+known to be answered by routes that are not replayable.
 """
 
 from __future__ import annotations
@@ -68,7 +70,10 @@ def note(key: str, value: bytes, metric: str) -> None:
     """Say that the request read near-cache entry ``key`` as ``value``.
 
     Called after a near hit (and after keeping a value read further away),
-    with the name whose ``cache.<metric>.near_hit`` a hit counts.
+    with the name whose ``cache.<metric>.near_hit`` a hit counts. A
+    replayable route must do its near reads in the request's own greenlet:
+    one spawned from it has its own (empty) context, so its reads would not
+    be noted and the record would miss them.
     """
     noted = _noted.get()
     if noted is not None:
@@ -131,22 +136,27 @@ class Replay:
             return None
         started = time.perf_counter()
         request_id, _, traceparent, _ = self._context.begin(env)
-        out = []
-        for name, kind, value in headers:
-            if kind == _REQUEST_ID:
-                value = request_id
-            elif kind == _TRACEPARENT:
-                value = traceparent
-            elif kind == _ETAG:
-                value = self._etag(body)
-            elif kind == _LENGTH:
-                value = str(len(body))
-            out.append((name, value))
-        incr = self._metrics.incr
-        for _, _, metric in entries:
-            incr(f"cache.{metric}.near_hit")
+        try:
+            out = []
+            for name, kind, value in headers:
+                if kind == _REQUEST_ID:
+                    value = request_id
+                elif kind == _TRACEPARENT:
+                    value = traceparent
+                elif kind == _ETAG:
+                    value = self._etag(body)
+                elif kind == _LENGTH:
+                    value = str(len(body))
+                out.append((name, value))
+            incr = self._metrics.incr
+            for _, _, metric in entries:
+                incr(f"cache.{metric}.near_hit")
+        finally:
+            # Logged and counted before start_response, as falcon's middleware
+            # does; whatever happens, the request's trace ends here.
+            self._context.finish("GET", template, 200,
+                                 (time.perf_counter() - started) * 1000, None)
         start_response("200 OK", out)
-        self._context.finish("GET", template, 200, (time.perf_counter() - started) * 1000, None)
         return [body]
 
     def _record(self, target, record, env, start_response, serve):
@@ -162,10 +172,10 @@ class Replay:
             result = serve(env, capture)
         finally:
             _noted.reset(token)
-        template = env.get("peregrine.route")  # the route that answered (app/middleware.py)
         if len(target[0]) + len(target[1]) > MAX_TARGET:
-            pass
-        elif template not in self._templates:
+            return result  # not worth the memory of a record
+        template = env.get("peregrine.route")  # the route that answered (app/middleware.py)
+        if template not in self._templates:
             _bounded_add(self._plain, target)  # the path alone decides the route
         elif noted and captured and captured[-1][0] == "200 OK" and type(result) is list \
                 and len(result) == 1 and result[0] is noted[-1][1]:
@@ -186,7 +196,7 @@ class Replay:
         seen = set()
         for name, value in headers:
             kind = _HEADER_KINDS.get(name.lower())
-            if kind is None or kind in seen and kind != _CONSTANT:
+            if kind is None or (kind in seen and kind != _CONSTANT):
                 return  # a header this module cannot make again
             seen.add(kind)
             kinds.append((name, kind, value if kind == _CONSTANT else None))

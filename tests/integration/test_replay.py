@@ -264,3 +264,23 @@ def test_records_stay_bounded(reader, catalog, monkeypatch):
     for _ in range(2):
         assert not answer(reader, "/v1/products", long_query).replayed
     assert ("/v1/products", long_query) not in reader.replay._records
+
+
+def test_a_replay_whose_answer_cannot_go_out_is_still_logged_once_and_ends_its_trace(
+        reader, catalog, caplog):
+    from app import tracing
+
+    path = f"/v1/products/{catalog[0]['id']}"
+    answer(reader, path)
+    env = falcon.testing.create_environ(path=path)
+    env.pop("CONTENT_LENGTH", None)
+
+    def refused(status, headers, exc_info=None):
+        raise OSError("the client went away")
+
+    with caplog.at_level(logging.INFO, logger="peregrine.request"):
+        with pytest.raises(OSError):
+            reader.replay(env, refused, pytest.fail)  # never falcon: a replay
+    lines = [r for r in caplog.records if r.name == "peregrine.request"]
+    assert [(r.route, r.status) for r in lines] == [("/v1/products/{product_id}", 200)]
+    assert tracing.current.get() is None
