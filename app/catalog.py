@@ -32,6 +32,11 @@ and the generation key) after the memcached invalidation and before it
 answers, so no worker of this node serves an older near entry afterwards;
 list and category entries need no slot bump of their own: their keys hold the
 generation, and the generation's near entry is what the bump fails.
+
+Concurrent writers of one worker share invalidation rounds (the replica mark,
+the generation ``incr``, the deletes, the bump): each waits for a round that
+began after its commit, which is all the arguments above need
+(app/coalescing.py).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from msgspec import UNSET
 
 from app import replay
 from app.cache import Cache, digest, key
+from app.coalescing import Coalescer
 from app.errors import Conflict, NotFound, PreconditionFailed, ValidationFailed
 from app.ids import is_uuid
 from app.media import encoder
@@ -91,6 +97,7 @@ class Catalog:
         # Where cache misses, lists and search are read: the primary until
         # replicas are attached (app/replicas.py says when they may answer).
         self.replicas = Replicas(pool, cache, metrics=metrics)
+        self._invalidation = Coalescer(self._invalidate, metrics, "catalog.invalidation")
 
     def use_replicas(self, replicas: Replicas) -> None:
         """Let catalog reads go to ``replicas`` when they have replayed every catalog write."""
@@ -225,12 +232,19 @@ class Catalog:
     # -- invalidation (always after commit) -------------------------------------
 
     def invalidate_products(self, product_ids, *, lists: bool = True) -> None:
+        """After a commit: drop the products' cached pages (and every list, if ``lists``).
+
+        Returns once a round of invalidation that began after this call has
+        finished: concurrent writers share rounds (app/coalescing.py).
+        """
+        self._invalidation.submit([key("product", p) for p in product_ids], lists)
+
+    def _invalidate(self, keys: list[str], lists: bool) -> None:
         # Before any key is dropped: a read that misses afterwards must not
         # be answered by a replica that has not replayed this commit.
         lost = self.replicas.wrote()
         if lists and not self._next_generation():
             lost.append(GENERATION_KEY)
-        keys = [key("product", p) for p in product_ids]
         self._cache.invalidate(keys, lost=lost)
         if self._near is not None:
             # After memcached (and any epoch bump): fails every worker's near entries.

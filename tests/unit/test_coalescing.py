@@ -1,0 +1,150 @@
+"""Group invalidation (app/coalescing.py): real greenlets, forced interleavings."""
+
+import gevent
+import gevent.event
+import pytest
+
+from app.coalescing import Coalescer
+from tests.support.metrics import CountingMetrics
+
+
+class Work:
+    """Records each round; a round can be held until released."""
+
+    def __init__(self):
+        self.rounds = []  # (keys, lists) per round, in the order they began
+        self.runners = []  # the greenlet that ran each
+        self.hold = None  # an Event the next round waits on, when set
+        self.started = gevent.event.Event()
+        self.fail_with = None
+
+    def __call__(self, keys, lists):
+        self.rounds.append((keys, lists))
+        self.runners.append(gevent.getcurrent())
+        self.started.set()
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            assert hold.wait(5), "never released"
+        if self.fail_with is not None:
+            raise self.fail_with
+
+
+def held_round(work, coalescer, keys):
+    """Start a round for ``keys`` in a greenlet and return once it is inside the work."""
+    release = gevent.event.Event()
+    work.hold, work.started = release, gevent.event.Event()
+    runner = gevent.spawn(coalescer.submit, keys, False)
+    assert work.started.wait(5)
+    return runner, release
+
+
+def test_a_lone_caller_runs_its_round_at_once():
+    work, metrics = Work(), CountingMetrics()
+    coalescer = Coalescer(work, metrics, "inv")
+    coalescer.submit(["a", "b", "a"], True)
+    assert work.rounds == [(["a", "b"], True)]
+    coalescer.submit(["c"], False)
+    assert work.rounds[1] == (["c"], False)
+    assert metrics["inv.rounds"] == 2 and metrics["inv.joined"] == 0
+
+
+def test_callers_during_a_round_share_one_later_round_and_wait_for_it():
+    work, metrics = Work(), CountingMetrics()
+    coalescer = Coalescer(work, metrics, "inv")
+    first, release = held_round(work, coalescer, ["a"])
+    done = []
+    late = [gevent.spawn(lambda k=k: (coalescer.submit([k], k == "c"), done.append(k)))
+            for k in ("b", "c", "d")]
+    gevent.sleep(0.05)
+    assert done == []  # the round in progress began before they asked
+    assert work.rounds == [(["a"], False)]
+    release.set()
+    first.get(timeout=5)
+    gevent.joinall(late, timeout=5, raise_error=True)
+    assert work.rounds == [(["a"], False), (["b", "c", "d"], True)]
+    assert sorted(done) == ["b", "c", "d"]
+    assert metrics["inv.rounds"] == 2 and metrics["inv.joined"] == 3
+
+
+def test_a_caller_never_returns_before_a_round_that_began_after_it_asked():
+    work = Work()
+    coalescer = Coalescer(work, CountingMetrics(), "inv")
+    first, release = held_round(work, coalescer, ["a"])
+    second_hold = gevent.event.Event()
+    work.hold = second_hold  # the round after this one is held too
+    waiter = gevent.spawn(coalescer.submit, ["b"], False)
+    release.set()
+    first.get(timeout=5)
+    gevent.sleep(0.05)
+    assert work.rounds[-1] == (["b"], False)  # its round has begun ...
+    assert not waiter.ready()  # ... and it still waits for it to end
+    second_hold.set()
+    waiter.get(timeout=5)
+
+
+def test_a_failed_round_fails_every_caller_in_it_and_the_next_round_still_runs():
+    work = Work()
+    coalescer = Coalescer(work, CountingMetrics(), "inv")
+    first, release = held_round(work, coalescer, ["a"])
+    work.fail_with = RuntimeError("memcached on fire")
+    late = [gevent.spawn(coalescer.submit, [k], False) for k in ("b", "c")]
+    gevent.sleep(0)
+    release.set()
+    with pytest.raises(RuntimeError):
+        first.get(timeout=5)
+    gevent.joinall(late, timeout=5)
+    # The next round failed the same way for both of its callers.
+    assert all(isinstance(g.exception, RuntimeError) for g in late)
+    work.fail_with = None
+    coalescer.submit(["d"], False)
+    assert work.rounds[-1] == (["d"], False)
+
+
+def test_a_waiter_killed_while_waiting_does_not_strand_the_keys_of_its_round():
+    work = Work()
+    coalescer = Coalescer(work, CountingMetrics(), "inv")
+    first, release = held_round(work, coalescer, ["a"])
+    killed = gevent.spawn(coalescer.submit, ["b"], False)
+    gevent.sleep(0)
+    killed.kill()
+    other = gevent.spawn(coalescer.submit, ["c"], True)
+    gevent.sleep(0)
+    release.set()
+    first.get(timeout=5)
+    other.get(timeout=5)
+    assert (["b", "c"], True) in work.rounds
+
+
+def test_a_runner_killed_mid_round_has_its_whole_round_done_again_before_its_waiters_return():
+    work = Work()
+    coalescer = Coalescer(work, CountingMetrics(), "inv")
+    first, _ = held_round(work, coalescer, ["a"])
+    waiter = gevent.spawn(coalescer.submit, ["b"], False)
+    gevent.sleep(0)
+    first.kill()  # e.g. the worker's graceful timeout, mid-invalidation
+    waiter.get(timeout=5)
+    assert work.rounds[0] == (["a"], False)
+    assert sorted(work.rounds[1][0]) == ["a", "b"]  # "a" again: it may not have finished
+    # The killed round's callers would have waited for the carried one too.
+    coalescer.submit(["c"], False)
+    assert work.rounds[-1] == (["c"], False)
+
+
+def test_the_callers_of_a_round_killed_in_its_own_greenlet_wait_for_it_to_be_done_again():
+    work = Work()
+    coalescer = Coalescer(work, CountingMetrics(), "inv")
+    first, release = held_round(work, coalescer, ["a"])
+    waiters = [gevent.spawn(coalescer.submit, [k], False) for k in ("b", "c")]
+    gevent.sleep(0)
+    work.hold, work.started = gevent.event.Event(), gevent.event.Event()
+    release.set()
+    first.get(timeout=5)
+    assert work.started.wait(5)  # the round of "b" and "c", in a greenlet of its own
+    assert work.runners[1] not in waiters
+    again = work.hold = gevent.event.Event()  # the round that does it again is held
+    work.runners[1].kill()  # e.g. at worker exit, mid-invalidation
+    gevent.sleep(0.05)
+    assert work.rounds[1:] == [(["b", "c"], False), (["b", "c"], False)]
+    assert not any(w.ready() for w in waiters)  # not before that round is done
+    again.set()
+    gevent.joinall(waiters, timeout=5, raise_error=True)
