@@ -105,6 +105,11 @@ class Catalog:
         self.replicas = replicas
 
     @property
+    def reads(self) -> ReadThrough:
+        """The read-through cache the catalog's cached reads go through."""
+        return self._reads
+
+    @property
     def near(self):
         """The near cache in front of memcached, or None."""
         return self._near

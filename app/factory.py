@@ -111,7 +111,7 @@ def create_app(
     app.replay = None
     if deps.catalog.near is not None:
         app.replay = Replay(
-            deps.catalog.near, context, metrics, _replayable(ROUTES, config),
+            deps.catalog.reads, context, metrics, _replayable(ROUTES, config),
             etag=etag_of, cors=bool(config.cors_origins))
     return app
 

@@ -69,6 +69,56 @@ class ReadThrough:
         near = self.near
         if near is None:
             return self._get(key, load, ttl, negative_ttl, metric)
+        value = self._near_value(near, key, metric)
+        if value is not None:
+            return value
+        reading = None
+        if key not in self._reading:
+            reading = self._reading[key] = gevent.event.Event()
+        try:
+            ticket = near.begin(key)
+            value = self._get(key, load, ttl, negative_ttl, metric)
+            if value is not MISSING:
+                near.put(key, value, ticket)
+                replay.note(key, value, metric)
+        finally:
+            if reading is not None:
+                del self._reading[key]
+                reading.set()
+        return value
+
+    def cached(self, key: str, metric: str) -> bytes | None:
+        """What :meth:`get` would answer without loading: near, or a fresh memcached value.
+
+        None when :meth:`get` would do anything else (a miss, a stale or
+        foreign record, a placeholder, memcached down or bypassed, "does not
+        exist"): the caller then takes the full path, which does it. A value
+        read here is kept near exactly as :meth:`get` keeps it. Needs a near
+        cache (app/replay.py answers the near misses of repeated reads with it).
+        """
+        near = self.near
+        value = self._near_value(near, key, metric)
+        if value is not None or key in self._reading:
+            return value  # still being read by another: the full path joins it
+        reading = self._reading[key] = gevent.event.Event()
+        try:
+            ticket = near.begin(key)
+            record, _ = self._cache.gets(key)
+            if record is None or record == PLACEHOLDER:
+                return None
+            decoded = self._decode(record)
+            if decoded is None or not decoded[0] or decoded[1] is MISSING:
+                return None
+            value = decoded[1]
+            self._metrics.incr(f"cache.{metric}.hit")
+            near.put(key, value, ticket)
+            return value
+        finally:
+            del self._reading[key]
+            reading.set()
+
+    def _near_value(self, near, key: str, metric: str) -> bytes | None:
+        """A valid near entry, or the one another greenlet's read of ``key`` is keeping."""
         value = near.get(key)
         if value is None:
             reading = self._reading.get(key)
@@ -87,20 +137,6 @@ class ReadThrough:
         if value is not None:
             self._metrics.incr(f"cache.{metric}.near_hit")
             replay.note(key, value, metric)
-            return value
-        reading = None
-        if key not in self._reading:
-            reading = self._reading[key] = gevent.event.Event()
-        try:
-            ticket = near.begin(key)
-            value = self._get(key, load, ttl, negative_ttl, metric)
-            if value is not MISSING:
-                near.put(key, value, ticket)
-                replay.note(key, value, metric)
-        finally:
-            if reading is not None:
-                del self._reading[key]
-                reading.set()
         return value
 
     def _get(self, key: str, load, ttl: int, negative_ttl: int, metric: str):

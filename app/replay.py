@@ -17,26 +17,30 @@ QUERY_STRING)`` is remembered with those entries and falcon's header names.
 
 The next GET of the same path and query is answered here when every entry
 is still valid in the near cache with the same value (the body's entry: any
-valid value). Why that is the full path's answer: the full path is a
-function of the path, the query and the values it reads; it reads the same
+valid value), or when only the body's entry is not near and memcached holds
+a fresh value for it (``ReadThrough.cached``: what the full path's read of
+that key would answer, kept near the same way). Why that is the full path's
+answer: the full path is a function of the path, the query and the values
+it reads; it reads the same
 entries in the same order (each key depends only on the path, the query and
 the entries before it, e.g. a list page's key on the catalog generation),
 gets the same values, and so returns that body. The near cache's own checks
 (slot, epoch tag, lifetime: app/nearcache.py) decide validity for both paths
-alike, so a replay is never older than the near entry the full path would
-have served: the contract's read-your-writes and 1 s promises are the near
-cache's.
+alike, and a memcached hit is the full path's own memcached hit, so a
+replay is never older than what the full path would have served: the
+contract's read-your-writes and 1 s promises are the near cache's and the
+read-through cache's.
 
 **What is not.** Anything the full path answers differently for the same
 path and query: other methods (HEAD included), a declared or chunked body,
 ``If-None-Match`` (a 304), ``Origin`` when CORS is on, ``tracestate``; a
 route with a per-address limit, or under the general rate limit while it is
 on (every request then counts in memcached anyway). Those, and every miss,
-take the full path. The request id, the trace, the request line and the
-metrics are made by the same code as the full path's
-(app/middleware.py; a replay's duration is the time it took, so replayed
-reads show in the latency histogram as the fast requests they are), and
-the headers are falcon's, in falcon's order;
+take the full path (a memcached miss, stale record or outage too). The
+request id, the trace, the request line and the metrics are made by the
+same code as the full path's (app/middleware.py; a replay's duration is
+the time it took, so replayed reads show in the latency histogram as the
+fast requests they are), and the headers are falcon's, in falcon's order;
 ``tests/integration/test_replay.py`` compares the two byte for byte.
 
 Memory: at most ``MAX_RECORDS`` records (oldest out first), each a path and
@@ -93,15 +97,17 @@ def _eligible(env, cors: bool) -> bool:
 class Replay:
     """Records answers of replayable routes and answers their repeats.
 
-    ``near`` is the catalog's near cache, ``context`` the request context
-    middleware (its ``begin``/``finish`` make ids, the line and the
-    metrics), ``templates`` the routes that may be replayed, ``etag`` what
-    gives a body its ETag (app.etags.etag_of, as the routes use).
+    ``reads`` is the catalog's read-through cache (app/readthrough.py, with
+    its near cache), ``context`` the request context middleware (its
+    ``begin``/``finish`` make ids, the line and the metrics), ``templates``
+    the routes that may be replayed, ``etag`` what gives a body its ETag
+    (app.etags.etag_of, as the routes use).
     """
 
-    def __init__(self, near, context, metrics, templates, *, etag, cors: bool):
+    def __init__(self, reads, context, metrics, templates, *, etag, cors: bool):
         self._etag = etag
-        self._near = near
+        self._reads = reads
+        self._near = reads.near
         self._context = context
         self._metrics = metrics
         self._templates = frozenset(templates)
@@ -131,11 +137,23 @@ class Replay:
         for key, value, _ in entries[:-1]:
             if get(key) != value:  # gone, expired, failed by a write, or changed
                 return None
-        body = get(entries[-1][0])
-        if body is None:
-            return None
         started = time.perf_counter()
-        request_id, _, traceparent, _ = self._context.begin(env)
+        body_key, _, body_metric = entries[-1]
+        body = get(body_key)
+        counted = entries if body is not None else entries[:-1]
+        if body is not None:
+            begun = self._context.begin(env)
+        else:
+            # PERF: the body's entry expired (or was never kept by this
+            # worker): what the full path would do on a fresh memcached hit,
+            # without falcon (bench/README.md, "Replayed memcached hits").
+            # Begun first: a log line written while memcached is asked is
+            # this request's.
+            begun = self._context.begin(env)
+            body = self._reads.cached(body_key, body_metric)  # counts what it read
+            if body is None:
+                return None  # anything else: the full path (a new request id)
+        request_id, _, traceparent, _ = begun
         try:
             out = []
             for name, kind, value in headers:
@@ -149,7 +167,7 @@ class Replay:
                     value = str(len(body))
                 out.append((name, value))
             incr = self._metrics.incr
-            for _, _, metric in entries:
+            for _, _, metric in counted:
                 incr(f"cache.{metric}.near_hit")
         finally:
             # Logged and counted before start_response, as falcon's middleware

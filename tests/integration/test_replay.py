@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import falcon
 import falcon.testing
+import gevent
 import pytest
 
 from app import replay
@@ -19,7 +20,7 @@ from app.factory import create_app
 from tests.integration.test_cache_races import place_order
 from tests.support.api import new_user
 from tests.support.catalog import create_category, create_product, patch_price
-from tests.support.greenlets import finish, start_reader
+from tests.support.greenlets import Pause, finish, start_reader
 from tests.support.metrics import CountingMetrics
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -284,3 +285,126 @@ def test_a_replay_whose_answer_cannot_go_out_is_still_logged_once_and_ends_its_t
     lines = [r for r in caplog.records if r.name == "peregrine.request"]
     assert [(r.route, r.status) for r in lines] == [("/v1/products/{product_id}", 200)]
     assert tracing.current.get() is None
+
+
+# -- replays whose body is a memcached hit ----------------------------------------
+
+
+def body_key(app, path, query=""):
+    """The key of the entry a recorded target's body is (its last entry)."""
+    return app.replay._records[(path, query)][1][-1][0]
+
+
+def forget_near(app, path, query=""):
+    """Drop the body's near entry (as its lifetime ending would); memcached keeps it."""
+    app.deps.catalog.near._drop(body_key(app, path, query))
+
+
+TARGETS = {
+    "detail": lambda c: (f"/v1/products/{c[0]['id']}", ""),
+    "list": lambda c: ("/v1/products", "category=garden&limit=2"),
+    "search": lambda c: ("/v1/products", "q=replay%20rake&sort=-price"),
+    "categories": lambda c: ("/v1/categories", ""),
+}
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_a_repeat_whose_near_entry_is_gone_is_replayed_from_memcached_as_falcon_answers_it(
+        reader, catalog, target):
+    path, query = TARGETS[target](catalog)
+    headers = {"X-Request-ID": "req-2", "traceparent": TRACEPARENT}
+    first = answer(reader, path, query, headers=headers)
+    assert not first.replayed
+    forget_near(reader, path, query)
+    fetched = answer(reader, path, query, headers=headers)
+    assert fetched.replayed and fetched.same_as(first)
+    assert reader.deps.catalog.near.get(body_key(reader, path, query)) == fetched.body  # kept
+    forget_near(reader, path, query)
+    reader.replay, kept = None, reader.replay
+    try:
+        full = answer_without_replay(reader, path, query, headers)  # falcon's memcached hit
+    finally:
+        reader.replay = kept
+    assert fetched.same_as(full)
+
+
+def test_a_replay_from_memcached_counts_and_logs_as_the_full_path_does(reader, catalog, caplog):
+    path, query = "/v1/products", "category=garden&limit=2"
+    metrics = reader.deps.metrics
+    answer(reader, path, query)
+    key = body_key(reader, path, query)
+    kept = reader.replay
+    reader.replay = None
+    try:
+        reader.deps.catalog.near._drop(key)
+        before = dict(metrics.counts)
+        answer_without_replay(reader, path, query, {})
+        full = {k: v - before.get(k, 0) for k, v in metrics.counts.items() if v != before.get(k)}
+    finally:
+        reader.replay = kept
+    forget_near(reader, path, query)
+    before = dict(metrics.counts)
+    with caplog.at_level(logging.INFO, logger="peregrine.request"):
+        assert answer(reader, path, query).replayed
+    replayed = {k: v - before.get(k, 0) for k, v in metrics.counts.items()
+                if v != before.get(k)}
+    assert replayed == full
+    assert replayed["cache.products.hit"] == 1 and replayed["cache.generation.near_hit"] == 1
+    lines = [r for r in caplog.records if r.name == "peregrine.request"]
+    assert [(r.route, r.status) for r in lines] == [("/v1/products", 200)]
+
+
+def test_a_write_between_is_never_followed_by_an_old_replay_from_memcached(
+        reader, client, admin, catalog):
+    product = catalog[0]
+    path = f"/v1/products/{product['id']}"
+    answer(reader, path)
+    forget_near(reader, path)
+    assert answer(reader, path).replayed  # from memcached
+    forget_near(reader, path)
+    patch_price(client, admin, product["id"], "13.00")  # a sibling worker: memcached deleted
+    after = answer(reader, path)
+    assert not after.replayed and b'"price":"13.00"' in after.body  # a miss: the full path
+    forget_near(reader, path)
+    again = answer(reader, path)
+    assert again.replayed and b'"price":"13.00"' in again.body
+
+
+def test_a_memcached_read_that_overlapped_a_write_is_not_kept_near(
+        reader, client, admin, catalog, monkeypatch):
+    """Forced interleaving: the replay's memcached read answers the old body, then a write."""
+    product = catalog[0]
+    path = f"/v1/products/{product['id']}"
+    answer(reader, path)
+    forget_near(reader, path)
+    cache = reader.deps.catalog.reads._cache
+    real_gets, pause, watched = cache.gets, Pause(), body_key(reader, path)
+
+    def gets(key):
+        found = real_gets(key)
+        if key == watched and gevent.getcurrent() is pause.reader:
+            pause()
+        return found
+
+    monkeypatch.setattr(cache, "gets", gets)
+    start_reader(pause, answer, reader, path)  # read the old body from memcached, paused
+    patch_price(client, admin, product["id"], "21.00")
+    old = finish(pause)
+    assert old.replayed and b'"price":"1.00"' in old.body  # it began before the write
+    assert reader.deps.catalog.near.get(body_key(reader, path)) is None  # not kept
+    assert b'"price":"21.00"' in answer(reader, path).body
+    assert b'"price":"21.00"' in answer(reader, path).body
+
+
+def test_a_stale_memcached_record_takes_the_full_path(reader, catalog):
+    path = f"/v1/products/{catalog[0]['id']}"
+    first = answer(reader, path)
+    cache = reader.deps.catalog.reads._cache
+    key = body_key(reader, path)
+    record, token = cache.gets(key)
+    assert cache.cas(key, b"1:+" + first.body, token, ttl=60)  # soft expiry long past
+    forget_near(reader, path)
+    stale = answer(reader, path)
+    assert not stale.replayed and stale.body == first.body  # falcon refreshed it
+    forget_near(reader, path)
+    assert answer(reader, path).replayed  # fresh again
