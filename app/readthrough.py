@@ -88,21 +88,20 @@ class ReadThrough:
         return value
 
     def cached(self, key: str, metric: str) -> bytes | None:
-        """What :meth:`get` would answer without loading: near, or a fresh memcached value.
+        """After a near miss: a fresh memcached value of ``key``, kept near as get() keeps it.
 
-        None when :meth:`get` would do anything else (a miss, a stale or
-        foreign record, a placeholder, memcached down or bypassed, "does not
-        exist"): the caller then takes the full path, which does it. A value
-        read here is kept near exactly as :meth:`get` keeps it. Needs a near
-        cache (app/replay.py answers the near misses of repeated reads with it).
+        None when :meth:`get` would do anything else (join another greenlet's
+        read, load, wait for a fill, refresh a stale record, go to Postgres
+        with memcached down or bypassed, answer "does not exist"): the caller
+        then takes the full path, which does it. Needs a near cache
+        (app/replay.py answers the near misses of repeated reads with it).
         """
+        if key in self._reading:
+            return None  # the full path joins that read
         near = self.near
-        value = self._near_value(near, key, metric)
-        if value is not None or key in self._reading:
-            return value  # still being read by another: the full path joins it
         reading = self._reading[key] = gevent.event.Event()
         try:
-            ticket = near.begin(key)
+            ticket = near.begin(key)  # before memcached is read, as in get()
             record, _ = self._cache.gets(key)
             if record is None or record == PLACEHOLDER:
                 return None

@@ -107,7 +107,6 @@ class Replay:
     def __init__(self, reads, context, metrics, templates, *, etag, cors: bool):
         self._etag = etag
         self._reads = reads
-        self._near = reads.near
         self._context = context
         self._metrics = metrics
         self._templates = frozenset(templates)
@@ -133,7 +132,10 @@ class Replay:
 
     def _replay(self, record, env, start_response):
         template, entries, headers = record
-        get = self._near.get
+        near = self._reads.near  # read each time: the catalog may be given another
+        if near is None:
+            return None
+        get = near.get
         for key, value, _ in entries[:-1]:
             if get(key) != value:  # gone, expired, failed by a write, or changed
                 return None
@@ -150,7 +152,7 @@ class Replay:
             # Begun first: a log line written while memcached is asked is
             # this request's.
             begun = self._context.begin(env)
-            body = self._reads.cached(body_key, body_metric)  # counts what it read
+            body = self._reads.cached(body_key, body_metric)  # counts its hit
             if body is None:
                 return None  # anything else: the full path (a new request id)
         request_id, _, traceparent, _ = begun
@@ -198,6 +200,10 @@ class Replay:
         elif noted and captured and captured[-1][0] == "200 OK" and type(result) is list \
                 and len(result) == 1 and result[0] is noted[-1][1]:
             self._remember(target, record, template, noted, captured[-1][1])
+        elif record is not None:
+            # PERF: answered otherwise now (a deleted product's 404): each
+            # repeat would ask memcached for the old body first.
+            self._records.pop(target, None)  # another greenlet may have dropped it
         return result
 
     def _remember(self, target, record, template, noted, headers) -> None:

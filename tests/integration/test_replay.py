@@ -408,3 +408,16 @@ def test_a_stale_memcached_record_takes_the_full_path(reader, catalog):
     assert not stale.replayed and stale.body == first.body  # falcon refreshed it
     forget_near(reader, path)
     assert answer(reader, path).replayed  # fresh again
+
+
+def test_a_target_answered_otherwise_now_is_no_longer_recorded(reader, client, admin, catalog):
+    product = catalog[2]
+    path = f"/v1/products/{product['id']}"
+    answer(reader, path)
+    assert (path, "") in reader.replay._records
+    deleted = client.simulate_delete(path, headers=admin["headers"])
+    assert deleted.status_code == 204, deleted.text
+    gone = answer(reader, path)
+    assert gone.status.startswith("404") and not gone.replayed
+    assert (path, "") not in reader.replay._records
+    assert answer(reader, path).status.startswith("404")
