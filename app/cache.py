@@ -154,6 +154,15 @@ class Cache:
             return 0
         return self._epochs.get(node.name)
 
+    def steady(self, k: str) -> bool:
+        """Whether ``k``'s node is in use and its last call did not fail.
+
+        For optional reads (app/replay.py): one that would time out on a
+        stalled node, then be repeated by the full path, is not worth trying.
+        """
+        node = self._owner(k)
+        return node.failures == 0 and self.tag(k) is not None
+
     def get(self, k: str) -> bytes | None:
         return self._keyed(wire.get, None, k)
 

@@ -255,6 +255,10 @@ class Catalog:
             # After memcached (and any epoch bump): fails every worker's near entries.
             self._near.bump(keys + [GENERATION_KEY] if lists else keys)
 
+    def settle(self, timeout: float) -> bool:
+        """Let the invalidation rounds in progress finish (at a worker's exit)."""
+        return self._invalidation.settle(timeout)
+
     def invalidate_lists(self) -> None:
         self.invalidate_products([])
 

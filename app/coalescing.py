@@ -28,14 +28,21 @@ Greenlets of one thread, as the worker runs them; not for OS threads.
 
 from __future__ import annotations
 
+import time
+
 import gevent
 import gevent.event
 
 
+class InvalidationFailed(RuntimeError):
+    """The round a caller waited for raised (its ``__cause__``)."""
+
+
 class _Round:
-    __slots__ = ("keys", "lists", "done", "error", "carried_to")
+    __slots__ = ("asked", "keys", "lists", "done", "error", "carried_to")
 
     def __init__(self):
+        self.asked = False  # someone waits for this round (it may have no keys)
         self.keys: dict[str, None] = {}  # insertion-ordered and deduplicated
         self.lists = False
         self.done = gevent.event.Event()
@@ -63,6 +70,7 @@ class Coalescer:
     def submit(self, keys, lists: bool) -> None:
         """Have ``keys`` (and the lists, if ``lists``) invalidated by a round begun now or later."""
         mine = self._next
+        mine.asked = True
         mine.keys.update(dict.fromkeys(keys))
         mine.lists = mine.lists or lists
         if self._busy is None:
@@ -75,7 +83,23 @@ class Coalescer:
                 break
             mine = mine.carried_to
         if mine.error is not None:
-            raise mine.error
+            # One exception per caller: raising the round's own object in
+            # every greenlet would grow its traceback with each of them.
+            raise InvalidationFailed("the cache invalidation failed") from mine.error
+
+    def settle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the rounds running or promised; True when none is left.
+
+        For a worker's exit: a round started by a greenlet of its own must not
+        be cut short by the process ending.
+        """
+        deadline = time.monotonic() + timeout
+        while self._busy is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._busy.done.wait(left)
+        return True
 
     def _run(self) -> None:
         current = self._next
@@ -91,13 +115,14 @@ class Coalescer:
             # commits are made, so the whole round is done again by the next
             # one, and its callers wait for that.
             pending = self._next
+            pending.asked = True
             pending.keys.update(current.keys)
             pending.lists = pending.lists or current.lists
             current.carried_to = pending
             raise
         finally:
             pending = self._next
-            if pending.keys or pending.lists:
+            if pending.asked:
                 self._busy = pending  # promised: no caller starts it meanwhile
                 gevent.spawn(self._run)
             else:

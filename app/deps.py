@@ -43,6 +43,7 @@ class Dependencies:
 
     def close(self) -> None:
         self.passwords.close()
+        self.catalog.settle(timeout=5)  # committed writes get their invalidation
         self.catalog.replicas.close()
         self.pool.close()
         self.cache.close()

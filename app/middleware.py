@@ -59,8 +59,14 @@ class RequestContext:
     def begin(self, env) -> tuple[str, str, str, str | None]:
         """Start a request: (request id, trace id, traceparent, tracestate or None).
 
-        Also what the replayed answers use (app/replay.py).
+        Also what the replayed answers use (app/replay.py). A replay that
+        began the request and then left it to falcon stored what it began in
+        ``env["peregrine.begun"]``: the same ids then, so that a line logged
+        meanwhile names this request.
         """
+        begun = env.pop("peregrine.begun", None)
+        if begun is not None:
+            return begun
         # PERF: the WSGI environ read directly; get_header() normalises the
         # name on every call (~1k instructions each, callgrind).
         incoming = env.get("HTTP_X_REQUEST_ID")

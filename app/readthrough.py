@@ -96,8 +96,8 @@ class ReadThrough:
         then takes the full path, which does it. Needs a near cache
         (app/replay.py answers the near misses of repeated reads with it).
         """
-        if key in self._reading:
-            return None  # the full path joins that read
+        if key in self._reading or not self._cache.steady(key):
+            return None  # the full path joins that read, or handles the failing node
         near = self.near
         reading = self._reading[key] = gevent.event.Event()
         try:

@@ -154,7 +154,8 @@ class Replay:
             begun = self._context.begin(env)
             body = self._reads.cached(body_key, body_metric)  # counts its hit
             if body is None:
-                return None  # anything else: the full path (a new request id)
+                env["peregrine.begun"] = begun  # falcon's path goes on with these ids
+                return None
         request_id, _, traceparent, _ = begun
         try:
             out = []

@@ -421,3 +421,26 @@ def test_a_target_answered_otherwise_now_is_no_longer_recorded(reader, client, a
     assert gone.status.startswith("404") and not gone.replayed
     assert (path, "") not in reader.replay._records
     assert answer(reader, path).status.startswith("404")
+
+
+def test_no_memcached_probe_while_the_node_is_failing_and_one_request_id_on_the_way(
+        reader, catalog, monkeypatch):
+    from app import middleware
+
+    path = f"/v1/products/{catalog[0]['id']}"
+    first = answer(reader, path)
+    cache = reader.deps.catalog.reads._cache
+    gets, real_gets = [], cache.gets
+    monkeypatch.setattr(cache, "gets", lambda k: gets.append(k) or real_gets(k))
+    made, real_new = [], middleware.new_request_id
+    monkeypatch.setattr(middleware, "new_request_id", lambda: made.append(1) or real_new())
+    node = cache._owner(body_key(reader, path))
+    node.failures = 1  # its last call failed: the full path will find out for itself
+    forget_near(reader, path)
+    unsteady = answer(reader, path)
+    assert not unsteady.replayed and unsteady.body == first.body
+    assert gets == [body_key(reader, path)]  # the full path's read only
+    assert len(made) == 1  # the ids the replay began with went on into falcon's path
+    assert node.failures == 0  # that read succeeded
+    forget_near(reader, path)
+    assert answer(reader, path).replayed

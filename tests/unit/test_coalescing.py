@@ -4,7 +4,7 @@ import gevent
 import gevent.event
 import pytest
 
-from app.coalescing import Coalescer
+from app.coalescing import Coalescer, InvalidationFailed
 from tests.support.metrics import CountingMetrics
 
 
@@ -90,11 +90,15 @@ def test_a_failed_round_fails_every_caller_in_it_and_the_next_round_still_runs()
     late = [gevent.spawn(coalescer.submit, [k], False) for k in ("b", "c")]
     gevent.sleep(0)
     release.set()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(InvalidationFailed) as raised:
         first.get(timeout=5)
+    assert str(raised.value.__cause__) == "memcached on fire"
     gevent.joinall(late, timeout=5)
-    # The next round failed the same way for both of its callers.
-    assert all(isinstance(g.exception, RuntimeError) for g in late)
+    # The next round failed the same way for both of its callers, each with
+    # an exception of its own.
+    errors = [g.exception for g in late]
+    assert all(isinstance(e, InvalidationFailed) for e in errors)
+    assert errors[0] is not errors[1] and errors[0].__cause__ is errors[1].__cause__
     work.fail_with = None
     coalescer.submit(["d"], False)
     assert work.rounds[-1] == (["d"], False)
@@ -148,3 +152,28 @@ def test_the_callers_of_a_round_killed_in_its_own_greenlet_wait_for_it_to_be_don
     assert not any(w.ready() for w in waiters)  # not before that round is done
     again.set()
     gevent.joinall(waiters, timeout=5, raise_error=True)
+
+
+def test_a_caller_with_nothing_to_invalidate_during_a_round_still_gets_a_round():
+    work = Work()
+    coalescer = Coalescer(work, CountingMetrics(), "inv")
+    first, release = held_round(work, coalescer, ["a"])
+    empty = gevent.spawn(coalescer.submit, [], False)  # e.g. only the replica mark
+    gevent.sleep(0)
+    release.set()
+    first.get(timeout=5)
+    empty.get(timeout=5)
+    assert work.rounds == [(["a"], False), ([], False)]
+
+
+def test_settle_waits_for_the_rounds_running_and_promised():
+    work = Work()
+    coalescer = Coalescer(work, CountingMetrics(), "inv")
+    first, release = held_round(work, coalescer, ["a"])
+    gevent.spawn(coalescer.submit, ["b"], False)
+    gevent.sleep(0)
+    assert coalescer.settle(0.05) is False  # still held
+    gevent.spawn_later(0.05, release.set)
+    assert coalescer.settle(5) is True
+    assert [keys for keys, _ in work.rounds] == [["a"], ["b"]]
+    first.get(timeout=5)
