@@ -76,7 +76,12 @@ class Orders:
             except q.UnknownUser:
                 raise AccountGone() from None
             except _Replay:
-                return self._replay(principal, idempotency_key, request_hash)
+                status, response = self._replay(principal, idempotency_key, request_hash)
+                # The first request may still be invalidating what it changed:
+                # this answer, too, comes after a round begun after its commit.
+                self._catalog.invalidate_products(
+                    [line.product_id for line in body.items], lists=True)
+                return status, response
             except _RETRYABLE as ex:
                 if attempt == RETRIES:
                     raise _contention() from ex

@@ -114,3 +114,29 @@ def test_an_order_committed_during_a_round_is_invalidated_by_a_later_one(node, d
     gevent.joinall([first, second], timeout=10, raise_error=True)
     assert held.calls == 2
     assert stock(client, late) == 9
+
+
+def test_a_retry_with_the_same_key_answers_only_after_the_first_orders_stock_is_visible(
+        node, db, monkeypatch):
+    client, app, metrics = node
+    admin = new_user(client, "admin", db)
+    user = new_user(client)
+    product_id = create_product(client, admin, stock=10)["id"]
+    assert stock(client, product_id) == 10  # cached
+    held = HeldMark(app.deps.catalog)
+    monkeypatch.setattr(app.deps.catalog.replicas, "wrote", held)
+    keyed = {**user["headers"], "Idempotency-Key": "retry-1"}
+    body = {"items": [{"product_id": product_id, "quantity": 1}], "shipping_address": ADDRESS}
+
+    first = gevent.spawn(client.simulate_post, "/v1/orders", headers=keyed, json=body)
+    assert held.reached.wait(10)  # committed, invalidating
+    retry = gevent.spawn(client.simulate_post, "/v1/orders", headers=keyed, json=body)
+    with gevent.Timeout(10):
+        while metrics["orders.idempotent_replay"] < 1:
+            gevent.sleep(0.01)
+    gevent.sleep(0.05)
+    assert not retry.ready()  # the stored answer waits for the invalidation
+    held.released.set()
+    gevent.joinall([first, retry], timeout=10, raise_error=True)
+    assert retry.value.status_code == 201 and retry.value.json == first.value.json
+    assert stock(client, product_id) == 9
