@@ -200,13 +200,14 @@ class Cache:
     def delete(self, k: str) -> bool:
         return bool(self._keyed(wire.delete, False, k))
 
-    def invalidate(self, keys, *, lost=()) -> None:
+    def invalidate(self, keys, *, lost=(), wait: bool = True) -> float:
         """After a commit: delete ``keys``; make sure no node serves a missed one.
 
         ``lost`` are keys whose invalidation the caller could not do itself
         (an ``incr`` that failed). Every node that missed one of them has its
         epoch retired (app/cache_epochs.py): this returns once no process
-        reads that node's old keys any more.
+        reads that node's old keys any more, or, with ``wait=False``, returns
+        the ``time.monotonic()`` after which none does (0.0: nothing missed).
         """
         missed = {self._owner(k) for k in lost}
         for k in keys:
@@ -216,7 +217,8 @@ class Cache:
         if missed:
             self.metrics.incr("cache.invalidation_lost")
             if self._epochs is not None:
-                self._epochs.lost([node.name for node in missed])
+                return self._epochs.lost([node.name for node in missed], wait=wait)
+        return 0.0
 
     def ping(self) -> bool:
         """True when every node answers right now (ignores, and closes, open breakers)."""

@@ -87,14 +87,16 @@ class Epochs:
             self._start()
         return self._usable.get(node)
 
-    def lost(self, nodes: list[str]) -> None:
+    def lost(self, nodes: list[str], *, wait: bool = True) -> float:
         """Invalidations did not reach ``nodes``; call after the commit.
 
         Returns once, for each node, a bump that began after this call has
         committed and every process has had a poll interval to adopt it, so
         that no worker (on this host or another) serves the old values to the
         writer's next read. A node whose bump failed stays bypassed here while
-        a retry runs in the background.
+        a retry runs in the background. With ``wait=False`` it returns after
+        the bumps, with the ``time.monotonic()`` the writer must wait for
+        before it answers (0.0: nothing to wait for).
         """
         tickets = {}
         for node in nodes:
@@ -107,9 +109,12 @@ class Epochs:
                 bumped = True
             elif node not in self._retrying:
                 self._retrying[node] = gevent.spawn(self._retry, node)
-        if bumped:
-            gevent.sleep(max(0.0, self._last_bump + self._interval + _POLL_SLACK
-                             - time.monotonic()))
+        if not bumped:
+            return 0.0
+        adopted = self._last_bump + self._interval + _POLL_SLACK
+        if wait:
+            gevent.sleep(max(0.0, adopted - time.monotonic()))
+        return adopted
 
     def refresh(self) -> bool:
         """Read the table once (what the poller does); False if Postgres failed."""

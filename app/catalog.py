@@ -43,9 +43,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from datetime import datetime
 from decimal import Decimal
 
+import gevent
 import msgspec
 from msgspec import UNSET
 
@@ -240,20 +242,28 @@ class Catalog:
         """After a commit: drop the products' cached pages (and every list, if ``lists``).
 
         Returns once a round of invalidation that began after this call has
-        finished: concurrent writers share rounds (app/coalescing.py).
+        finished (concurrent writers share rounds: app/coalescing.py) and,
+        when that round lost an invalidation, every process has had the time
+        to adopt the new epoch.
         """
-        self._invalidation.submit([key("product", p) for p in product_ids], lists)
+        adopted = self._invalidation.submit([key("product", p) for p in product_ids], lists)
+        if adopted:
+            # Waited out here, not in the round: the next round's writers
+            # must not have their deletes held back by this wait.
+            gevent.sleep(max(0.0, adopted - time.monotonic()))
 
-    def _invalidate(self, keys: list[str], lists: bool) -> None:
+    def _invalidate(self, keys: list[str], lists: bool) -> float:
+        """One round: returns when a lost invalidation's new epoch is adopted (or 0.0)."""
         # Before any key is dropped: a read that misses afterwards must not
         # be answered by a replica that has not replayed this commit.
         lost = self.replicas.wrote()
         if lists and not self._next_generation():
             lost.append(GENERATION_KEY)
-        self._cache.invalidate(keys, lost=lost)
+        adopted = self._cache.invalidate(keys, lost=lost, wait=False)
         if self._near is not None:
             # After memcached (and any epoch bump): fails every worker's near entries.
             self._near.bump(keys + [GENERATION_KEY] if lists else keys)
+        return adopted
 
     def settle(self, timeout: float) -> bool:
         """Let the invalidation rounds in progress finish (at a worker's exit)."""

@@ -41,7 +41,7 @@ class InvalidationFailed(RuntimeError):
 
 
 class _Round:
-    __slots__ = ("asked", "keys", "lists", "done", "error", "carried_to")
+    __slots__ = ("asked", "keys", "lists", "done", "error", "result", "carried_to")
 
     def __init__(self):
         self.asked = False  # someone waits for this round (it may have no keys)
@@ -49,6 +49,7 @@ class _Round:
         self.lists = False
         self.done = gevent.event.Event()
         self.error: Exception | None = None
+        self.result = None  # what the work returned
         #: The round that took this one's work over when this one was interrupted.
         self.carried_to: _Round | None = None
 
@@ -69,8 +70,11 @@ class Coalescer:
         #: The round in progress, or the next one once it is promised a runner.
         self._busy: _Round | None = None
 
-    def submit(self, keys, lists: bool) -> None:
-        """Have ``keys`` (and the lists, if ``lists``) invalidated by a round begun now or later."""
+    def submit(self, keys, lists: bool):
+        """Have ``keys`` (and the lists, if ``lists``) invalidated by a round begun now or later.
+
+        Returns what that round's work returned.
+        """
         mine = self._next
         mine.asked = True
         mine.keys.update(dict.fromkeys(keys))
@@ -88,6 +92,7 @@ class Coalescer:
             # One exception per caller: raising the round's own object in
             # every greenlet would grow its traceback with each of them.
             raise InvalidationFailed("the cache invalidation failed") from mine.error
+        return mine.result
 
     def settle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for the rounds running or promised; True when none is left.
@@ -109,7 +114,7 @@ class Coalescer:
         self._busy = current
         self._metrics.incr(self._rounds_metric)
         try:
-            self._work(list(current.keys), current.lists)
+            current.result = self._work(list(current.keys), current.lists)
         except Exception as ex:  # noqa: BLE001 - every caller of the round raises it
             current.error = ex
         except BaseException:

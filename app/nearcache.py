@@ -51,9 +51,14 @@ unchanged and the entry younger than ``ttl``. Why no old value survives:
 **Other nodes.** Their workers do not see this table, so an entry lives at
 most ``ttl`` (0.5 s by default, PEREGRINE_NEAR_CACHE_TTL) counted from the
 record, which precedes the read. A write W committed at ``c`` deletes its
-keys within the memcached timeout (0.1 s) of ``c``; a reader elsewhere that
-recorded after the delete reads the new value, and one that recorded before
-it holds its entry until at most ``c + 0.1 + ttl`` (0.6 s, under the
+keys at ``d``, in the first invalidation round that begins after ``c``
+(app/coalescing.py): after the rest of a round in progress and its own
+round's replica mark and generation ``incr``, a few milliseconds in steady
+state; each memcached call is bounded by the timeout (0.1 s), a failing
+node's breaker opens after five failures, and the wait for a new epoch to
+be adopted is done outside the rounds. A reader elsewhere that recorded
+after ``d`` reads the new value, and one that recorded before it holds its
+entry until at most ``d + ttl`` (``c`` + a few ms + 0.5 s, under the
 contract's 1 s). When the delete is lost, W moves the memcached node to a new
 epoch (app/cache_epochs.py): the entry recorded the epoch its node was read
 under, and a hit needs that same epoch now, so every worker drops such

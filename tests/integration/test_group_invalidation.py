@@ -14,7 +14,7 @@ import pytest
 
 from app.factory import create_app
 from tests.support.api import new_user
-from tests.support.catalog import create_product
+from tests.support.catalog import create_product, price
 from tests.support.metrics import CountingMetrics
 
 ADDRESS = {"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"}
@@ -140,3 +140,59 @@ def test_a_retry_with_the_same_key_answers_only_after_the_first_orders_stock_is_
     gevent.joinall([first, retry], timeout=10, raise_error=True)
     assert retry.value.status_code == 201 and retry.value.json == first.value.json
     assert stock(client, product_id) == 9
+
+
+def test_a_round_that_lost_an_invalidation_does_not_hold_back_the_next_rounds_deletes(
+        db, memcached_nodes, instances, monkeypatch):
+    """Two memcached nodes, one frozen: A's delete there is lost (new epoch, adopted
+    within a poll interval, which A waits out before answering). B's key is on the
+    healthy node: its delete must not wait for A's adoption as well."""
+    import time
+
+    from app.cache import key
+    from tests.support.catalog import patch_price
+    from tests.support.memcached import stopped
+
+    frozen, healthy = memcached_nodes(2)
+    ((client, app),) = instances([frozen, healthy], 1)
+    cache, catalog, metrics = app.deps.cache, app.deps.catalog, app.deps.metrics
+    admin = new_user(client, "admin", db)
+    owner = {f"127.0.0.1:{n.port}": n for n in (frozen, healthy)}
+    on = {frozen: [], healthy: []}
+    while not (on[frozen] and on[healthy]):
+        product_id = create_product(client, admin)["id"]
+        on[owner[cache.owner(key("product", product_id))]].append(product_id)
+    a_id, b_id = on[frozen][0], on[healthy][0]
+    rounds, real_invalidate = [], cache.invalidate
+
+    def invalidate(keys, **kwargs):
+        adopted = real_invalidate(keys, **kwargs)
+        rounds.append((list(keys), time.monotonic(), adopted))
+        return adopted
+
+    monkeypatch.setattr(cache, "invalidate", invalidate)
+    held = HeldMark(catalog)
+    monkeypatch.setattr(catalog.replicas, "wrote", held)
+    answered = {}
+
+    def write(name, product_id, new_price):
+        patch_price(client, admin, product_id, new_price)
+        answered[name] = time.monotonic()
+
+    with stopped(frozen):
+        a = gevent.spawn(write, "a", a_id, "2.00")
+        assert held.reached.wait(10)
+        b = gevent.spawn(write, "b", b_id, "3.00")
+        with gevent.Timeout(10):
+            while metrics["catalog.invalidation.joined"] < 1:
+                gevent.sleep(0.01)
+        held.released.set()
+        gevent.joinall([a, b], timeout=20, raise_error=True)
+
+    assert metrics["cache.invalidation_lost"] >= 1  # A's delete did not reach its node
+    assert [keys for keys, _, _ in rounds] == [[key("product", a_id)], [key("product", b_id)]]
+    a_adopted = rounds[0][2]  # when every process has the new epoch of A's node
+    assert a_adopted > 0
+    assert rounds[1][1] < a_adopted  # B's delete did not wait for that ...
+    assert answered["a"] >= a_adopted  # ... A's answer did
+    assert price(client, b_id) == "3.00" and price(client, a_id) == "2.00"

@@ -100,10 +100,11 @@ class FakeCache:
             return False
         return self._items.pop(k, None) is not None
 
-    def invalidate(self, keys, *, lost=()) -> None:
+    def invalidate(self, keys, *, lost=(), wait: bool = True) -> float:
         for k in keys:
             self.delete(k)
             self.invalidated.append(k)
+        return 0.0  # no epochs here: nothing to wait for
 
     def ping(self) -> bool:
         return not self.down

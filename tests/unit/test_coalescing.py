@@ -177,3 +177,10 @@ def test_settle_waits_for_the_rounds_running_and_promised():
     assert coalescer.settle(5) is True
     assert [keys for keys, _ in work.rounds] == [["a"], ["b"]]
     first.get(timeout=5)
+
+
+def test_each_caller_gets_what_its_round_returned():
+    results = iter(["first", "second"])
+    coalescer = Coalescer(lambda keys, lists: next(results), CountingMetrics(), "inv")
+    assert coalescer.submit(["a"], False) == "first"
+    assert coalescer.submit(["b"], False) == "second"
