@@ -21,7 +21,10 @@ own greenlet, at once (a lone writer pays nothing extra). One is running:
 the caller's keys wait for it to end, and the round after it is started
 then by a greenlet of its own, so a waiter killed meanwhile (a timeout) cannot
 strand the keys of the others, or its own; a runner killed mid-round has its
-whole round done again by the next one, which its callers wait for. A
+whole round done again by the next one, which its callers wait for. A round
+still running ``PATIENCE`` (50 ms) after it began is slow (memcached calls
+timing out): a caller then starts the next round at once, beside it, so no
+write's deletes wait more than that for another's. A
 worker's exit lets the rounds in progress finish (:meth:`Coalescer.settle`,
 from ``Deps.close`` in gunicorn's ``worker_exit``).
 
@@ -40,11 +43,20 @@ class InvalidationFailed(RuntimeError):
     """The round a caller waited for raised (its ``__cause__``)."""
 
 
+#: How long a caller waits for the round in progress (counted from when it
+#: began) before it starts its own beside it. Rounds take milliseconds; one
+#: held up by a failing memcached node (a 0.1 s timeout per call until the
+#: breaker opens) must not hold back the deletes of writes that came after
+#: it, which other nodes' near caches are waiting for (app/nearcache.py).
+PATIENCE = 0.05
+
+
 class _Round:
-    __slots__ = ("asked", "keys", "lists", "done", "error", "result", "carried_to")
+    __slots__ = ("asked", "began", "keys", "lists", "done", "error", "result", "carried_to")
 
     def __init__(self):
         self.asked = False  # someone waits for this round (it may have no keys)
+        self.began = 0.0  # time.monotonic() when it began; 0.0 until then
         self.keys: dict[str, None] = {}  # insertion-ordered and deduplicated
         self.lists = False
         self.done = gevent.event.Event()
@@ -61,14 +73,15 @@ class Coalescer:
     per caller whose keys went into a round another started.
     """
 
-    def __init__(self, work, metrics, name: str):
+    def __init__(self, work, metrics, name: str, *, patience: float = PATIENCE):
         self._work = work
         self._metrics = metrics
         self._rounds_metric = f"{name}.rounds"
         self._joined_metric = f"{name}.joined"
+        self.patience = patience
         self._next = _Round()
-        #: The round in progress, or the next one once it is promised a runner.
-        self._busy: _Round | None = None
+        #: The round begun last, while it runs.
+        self._latest: _Round | None = None
 
     def submit(self, keys, lists: bool):
         """Have ``keys`` (and the lists, if ``lists``) invalidated by a round begun now or later.
@@ -79,10 +92,15 @@ class Coalescer:
         mine.asked = True
         mine.keys.update(dict.fromkeys(keys))
         mine.lists = mine.lists or lists
-        if self._busy is None:
-            self._run()  # takes ``mine``: nothing else was waiting
+        latest = self._latest
+        if latest is None:
+            self._run()  # takes ``mine``: no round is running
         else:
             self._metrics.incr(self._joined_metric)
+            left = latest.began + self.patience - time.monotonic()
+            if not (left > 0 and latest.done.wait(left)) and not mine.began:
+                self._run()  # the round in progress is slow: ours begins beside it
+            # else: the round that ended has started ours in a greenlet of its own
         while True:
             mine.done.wait()
             if mine.carried_to is None:
@@ -95,23 +113,27 @@ class Coalescer:
         return mine.result
 
     def settle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for the rounds running or promised; True when none is left.
+        """Wait up to ``timeout`` s for the rounds running or asked for; True when none is left.
 
         For a worker's exit: a round started by a greenlet of its own must not
         be cut short by the process ending.
         """
         deadline = time.monotonic() + timeout
-        while self._busy is not None:
+        while self._latest is not None or self._next.asked:
+            waiting_for = self._latest or self._next
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            self._busy.done.wait(left)
+            waiting_for.done.wait(left)
         return True
 
     def _run(self) -> None:
         current = self._next
+        if not current.asked:
+            return  # a greenlet started for a round someone else ran meanwhile
         self._next = _Round()  # who asks from now on waits for a later round
-        self._busy = current
+        current.began = time.monotonic()
+        self._latest = current
         self._metrics.incr(self._rounds_metric)
         try:
             current.result = self._work(list(current.keys), current.lists)
@@ -128,10 +150,8 @@ class Coalescer:
             current.carried_to = pending
             raise
         finally:
-            pending = self._next
-            if pending.asked:
-                self._busy = pending  # promised: no caller starts it meanwhile
-                gevent.spawn(self._run)
-            else:
-                self._busy = None
+            if self._latest is current:
+                self._latest = None
+            if self._next.asked:
+                gevent.spawn(self._run)  # the callers who came meanwhile
             current.done.set()

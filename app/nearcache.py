@@ -52,11 +52,11 @@ unchanged and the entry younger than ``ttl``. Why no old value survives:
 most ``ttl`` (0.5 s by default, PEREGRINE_NEAR_CACHE_TTL) counted from the
 record, which precedes the read. A write W committed at ``c`` deletes its
 keys at ``d``, in the first invalidation round that begins after ``c``
-(app/coalescing.py): after the rest of a round in progress and its own
-round's replica mark and generation ``incr``, a few milliseconds in steady
-state; each memcached call is bounded by the timeout (0.1 s), a failing
-node's breaker opens after five failures, and the wait for a new epoch to
-be adopted is done outside the rounds. A reader elsewhere that recorded
+(app/coalescing.py): after at most 50 ms of a round in progress and its
+own round's replica mark and generation ``incr``, a few milliseconds in
+steady state; each memcached call is bounded by the timeout (0.1 s), a
+failing node's breaker opens after five failures, and the wait for a new
+epoch to be adopted is done outside the rounds. A reader elsewhere that recorded
 after ``d`` reads the new value, and one that recorded before it holds its
 entry until at most ``d + ttl`` (``c`` + a few ms + 0.5 s, under the
 contract's 1 s). When the delete is lost, W moves the memcached node to a new

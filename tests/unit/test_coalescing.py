@@ -7,6 +7,8 @@ import pytest
 from app.coalescing import Coalescer, InvalidationFailed
 from tests.support.metrics import CountingMetrics
 
+PATIENT = 30.0  # callers wait for a held round: the batching itself is under test
+
 
 class Work:
     """Records each round; a round can be held until released."""
@@ -40,7 +42,7 @@ def held_round(work, coalescer, keys):
 
 def test_a_lone_caller_runs_its_round_at_once():
     work, metrics = Work(), CountingMetrics()
-    coalescer = Coalescer(work, metrics, "inv")
+    coalescer = Coalescer(work, metrics, "inv", patience=PATIENT)
     coalescer.submit(["a", "b", "a"], True)
     assert work.rounds == [(["a", "b"], True)]
     coalescer.submit(["c"], False)
@@ -50,7 +52,7 @@ def test_a_lone_caller_runs_its_round_at_once():
 
 def test_callers_during_a_round_share_one_later_round_and_wait_for_it():
     work, metrics = Work(), CountingMetrics()
-    coalescer = Coalescer(work, metrics, "inv")
+    coalescer = Coalescer(work, metrics, "inv", patience=PATIENT)
     first, release = held_round(work, coalescer, ["a"])
     done = []
     late = [gevent.spawn(lambda k=k: (coalescer.submit([k], k == "c"), done.append(k)))
@@ -68,7 +70,7 @@ def test_callers_during_a_round_share_one_later_round_and_wait_for_it():
 
 def test_a_caller_never_returns_before_a_round_that_began_after_it_asked():
     work = Work()
-    coalescer = Coalescer(work, CountingMetrics(), "inv")
+    coalescer = Coalescer(work, CountingMetrics(), "inv", patience=PATIENT)
     first, release = held_round(work, coalescer, ["a"])
     second_hold = gevent.event.Event()
     work.hold = second_hold  # the round after this one is held too
@@ -84,7 +86,7 @@ def test_a_caller_never_returns_before_a_round_that_began_after_it_asked():
 
 def test_a_failed_round_fails_every_caller_in_it_and_the_next_round_still_runs():
     work = Work()
-    coalescer = Coalescer(work, CountingMetrics(), "inv")
+    coalescer = Coalescer(work, CountingMetrics(), "inv", patience=PATIENT)
     first, release = held_round(work, coalescer, ["a"])
     work.fail_with = RuntimeError("memcached on fire")
     late = [gevent.spawn(coalescer.submit, [k], False) for k in ("b", "c")]
@@ -106,7 +108,7 @@ def test_a_failed_round_fails_every_caller_in_it_and_the_next_round_still_runs()
 
 def test_a_waiter_killed_while_waiting_does_not_strand_the_keys_of_its_round():
     work = Work()
-    coalescer = Coalescer(work, CountingMetrics(), "inv")
+    coalescer = Coalescer(work, CountingMetrics(), "inv", patience=PATIENT)
     first, release = held_round(work, coalescer, ["a"])
     killed = gevent.spawn(coalescer.submit, ["b"], False)
     gevent.sleep(0)
@@ -121,7 +123,7 @@ def test_a_waiter_killed_while_waiting_does_not_strand_the_keys_of_its_round():
 
 def test_a_runner_killed_mid_round_has_its_whole_round_done_again_before_its_waiters_return():
     work = Work()
-    coalescer = Coalescer(work, CountingMetrics(), "inv")
+    coalescer = Coalescer(work, CountingMetrics(), "inv", patience=PATIENT)
     first, _ = held_round(work, coalescer, ["a"])
     waiter = gevent.spawn(coalescer.submit, ["b"], False)
     gevent.sleep(0)
@@ -136,7 +138,7 @@ def test_a_runner_killed_mid_round_has_its_whole_round_done_again_before_its_wai
 
 def test_the_callers_of_a_round_killed_in_its_own_greenlet_wait_for_it_to_be_done_again():
     work = Work()
-    coalescer = Coalescer(work, CountingMetrics(), "inv")
+    coalescer = Coalescer(work, CountingMetrics(), "inv", patience=PATIENT)
     first, release = held_round(work, coalescer, ["a"])
     waiters = [gevent.spawn(coalescer.submit, [k], False) for k in ("b", "c")]
     gevent.sleep(0)
@@ -156,7 +158,7 @@ def test_the_callers_of_a_round_killed_in_its_own_greenlet_wait_for_it_to_be_don
 
 def test_a_caller_with_nothing_to_invalidate_during_a_round_still_gets_a_round():
     work = Work()
-    coalescer = Coalescer(work, CountingMetrics(), "inv")
+    coalescer = Coalescer(work, CountingMetrics(), "inv", patience=PATIENT)
     first, release = held_round(work, coalescer, ["a"])
     empty = gevent.spawn(coalescer.submit, [], False)  # e.g. only the replica mark
     gevent.sleep(0)
@@ -168,7 +170,7 @@ def test_a_caller_with_nothing_to_invalidate_during_a_round_still_gets_a_round()
 
 def test_settle_waits_for_the_rounds_running_and_promised():
     work = Work()
-    coalescer = Coalescer(work, CountingMetrics(), "inv")
+    coalescer = Coalescer(work, CountingMetrics(), "inv", patience=PATIENT)
     first, release = held_round(work, coalescer, ["a"])
     gevent.spawn(coalescer.submit, ["b"], False)
     gevent.sleep(0)
@@ -184,3 +186,26 @@ def test_each_caller_gets_what_its_round_returned():
     coalescer = Coalescer(lambda keys, lists: next(results), CountingMetrics(), "inv")
     assert coalescer.submit(["a"], False) == "first"
     assert coalescer.submit(["b"], False) == "second"
+
+
+def test_a_caller_does_not_wait_long_for_a_slow_round_and_runs_its_own_beside_it():
+    work = Work()
+    coalescer = Coalescer(work, CountingMetrics(), "inv", patience=0.05)
+    first, release = held_round(work, coalescer, ["a"])  # e.g. timeouts on a failing node
+    late = gevent.spawn(coalescer.submit, ["b"], False)
+    late.get(timeout=5)  # done while the first is still held
+    assert not first.ready()
+    assert work.rounds == [(["a"], False), (["b"], False)]
+    release.set()
+    first.get(timeout=5)
+
+
+def test_callers_that_come_while_a_round_is_quick_still_share_the_next():
+    work = Work()
+    coalescer = Coalescer(work, CountingMetrics(), "inv", patience=0.5)
+    first, release = held_round(work, coalescer, ["a"])
+    late = [gevent.spawn(coalescer.submit, [k], False) for k in ("b", "c")]
+    gevent.sleep(0.01)
+    release.set()  # well within the patience
+    gevent.joinall([first, *late], timeout=5, raise_error=True)
+    assert work.rounds == [(["a"], False), (["b", "c"], False)]
