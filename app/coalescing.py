@@ -82,6 +82,8 @@ class Coalescer:
         self._next = _Round()
         #: The round begun last, while it runs.
         self._latest: _Round | None = None
+        #: Every round running (more than one when a slow one has company).
+        self._running: set[_Round] = set()
 
     def submit(self, keys, lists: bool):
         """Have ``keys`` (and the lists, if ``lists``) invalidated by a round begun now or later.
@@ -119,8 +121,8 @@ class Coalescer:
         be cut short by the process ending.
         """
         deadline = time.monotonic() + timeout
-        while self._latest is not None or self._next.asked:
-            waiting_for = self._latest or self._next
+        while self._running or self._next.asked:
+            waiting_for = next(iter(self._running)) if self._running else self._next
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
@@ -131,10 +133,11 @@ class Coalescer:
         current = self._next
         if not current.asked:
             return  # a greenlet started for a round someone else ran meanwhile
+        self._metrics.incr(self._rounds_metric)
         self._next = _Round()  # who asks from now on waits for a later round
         current.began = time.monotonic()
         self._latest = current
-        self._metrics.incr(self._rounds_metric)
+        self._running.add(current)
         try:
             current.result = self._work(list(current.keys), current.lists)
         except Exception as ex:  # noqa: BLE001 - every caller of the round raises it
@@ -150,6 +153,7 @@ class Coalescer:
             current.carried_to = pending
             raise
         finally:
+            self._running.discard(current)
             if self._latest is current:
                 self._latest = None
             if self._next.asked:

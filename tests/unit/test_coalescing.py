@@ -209,3 +209,15 @@ def test_callers_that_come_while_a_round_is_quick_still_share_the_next():
     release.set()  # well within the patience
     gevent.joinall([first, *late], timeout=5, raise_error=True)
     assert work.rounds == [(["a"], False), (["b", "c"], False)]
+
+
+def test_settle_waits_for_a_slow_round_that_a_quicker_one_ran_beside():
+    work = Work()
+    coalescer = Coalescer(work, CountingMetrics(), "inv", patience=0.05)
+    first, release = held_round(work, coalescer, ["a"])  # slow
+    coalescer.submit(["b"], False)  # after 50 ms: a round of its own, done at once
+    assert not first.ready()
+    assert coalescer.settle(0.05) is False  # "a" is still running
+    gevent.spawn_later(0.05, release.set)
+    assert coalescer.settle(5) is True
+    first.get(timeout=5)
