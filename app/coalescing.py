@@ -38,6 +38,8 @@ import time
 import gevent
 import gevent.event
 
+from app.event_wait import wait_for
+
 
 class InvalidationFailed(RuntimeError):
     """The round a caller waited for raised (its ``__cause__``)."""
@@ -100,11 +102,13 @@ class Coalescer:
         else:
             self._metrics.incr(self._joined_metric)
             left = latest.began + self.patience - time.monotonic()
-            if not (left > 0 and latest.done.wait(left)) and not mine.began:
+            if not (left > 0 and wait_for(latest.done, left)) and not mine.began:
                 self._run()  # the round in progress is slow: ours begins beside it
             # else: the round that ended has started ours in a greenlet of its own
         while True:
-            mine.done.wait()
+            # Not mine.done.wait(): a runner waits here on the round it has
+            # just set done (app/event_wait.py says why that can hang).
+            wait_for(mine.done)
             if mine.carried_to is None:
                 break
             mine = mine.carried_to
@@ -126,7 +130,7 @@ class Coalescer:
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
-            waiting_for.done.wait(left)
+            wait_for(waiting_for.done, left)
         return True
 
     def _run(self) -> None:

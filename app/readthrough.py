@@ -36,6 +36,7 @@ import gevent.event
 
 from app import replay
 from app.cache import Cache
+from app.event_wait import wait_for
 
 MISSING = object()  # what a loader returns for "does not exist"
 PLACEHOLDER = b"?filling"  # never a record: records start with digits
@@ -129,7 +130,7 @@ class ReadThrough:
                 # is valid only while no write has moved the key's slot.
                 # Over the product scenario's 1,000 ids: memcached gets -44 %
                 # (bench/README.md, "joined near-cache misses").
-                reading.wait(_JOIN_WAIT)
+                wait_for(reading, _JOIN_WAIT)
                 value = near.get(key)
                 if value is not None:
                     self._metrics.incr(f"cache.{metric}.near_joined")

@@ -29,6 +29,7 @@ import psycopg2
 
 from app.config import MailSettings, WebhookSettings
 from app.errors import Unavailable
+from app.event_wait import wait_for
 from app.mail import smtp, smtp_url, templates
 from app.queries import mails as q
 from app.webhooks import schedule
@@ -65,7 +66,7 @@ class MailSender:
                     self._claim()
                 except (psycopg2.Error, Unavailable) as ex:
                     log.warning("mails could not be claimed: %s", type(ex).__name__)
-                self._stopping.wait(self._pacing.poll_interval)
+                wait_for(self._stopping, self._pacing.poll_interval)
         finally:
             self._sends.join(timeout=self._mail.timeout + 5)
 

@@ -58,6 +58,7 @@ import urllib3.exceptions
 
 from app.config import WebhookSettings
 from app.errors import Unavailable
+from app.event_wait import wait_for
 from app.media import encoder
 from app.queries import events as event_queries
 from app.queries import webhooks as q
@@ -134,13 +135,13 @@ class Worker:
                         next_report = time.monotonic() + max(poll, 1.0)
                 except (psycopg2.Error, Unavailable) as ex:
                     log.warning("webhook deliveries could not be claimed: %s", ex)
-                    self._stopping.wait(poll)
+                    wait_for(self._stopping, poll)
                     continue
                 if asked and claimed == asked:
                     gevent.sleep(0)  # a full batch: more may be due now
                     continue
                 follow_up = self._follow_up_at - time.monotonic()
-                if self._wake.wait(min(poll, follow_up) if follow_up > 0 else poll):
+                if wait_for(self._wake, min(poll, follow_up) if follow_up > 0 else poll):
                     gevent.sleep(_GATHER)
         finally:
             # Attempts in flight finish (each is bounded by the timeout) and
@@ -277,7 +278,7 @@ class Worker:
             finally:
                 if conn is not None:
                     conn.close()
-            self._stopping.wait(pause)
+            wait_for(self._stopping, pause)
             pause = min(pause * 2, _RECONNECT_MAX)
 
 

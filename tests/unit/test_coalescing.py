@@ -1,5 +1,7 @@
 """Group invalidation (app/coalescing.py): real greenlets, forced interleavings."""
 
+import time
+
 import gevent
 import gevent.event
 import pytest
@@ -221,3 +223,20 @@ def test_settle_waits_for_a_slow_round_that_a_quicker_one_ran_beside():
     gevent.spawn_later(0.05, release.set)
     assert coalescer.settle(5) is True
     first.get(timeout=5)
+
+
+def test_a_runner_returns_when_its_round_ends_as_a_caller_gives_up_waiting_for_it():
+    # One loop iteration both ends the round (its work was asleep until 10 ms)
+    # and expires the patience of a caller waiting for it (until 50 ms): the
+    # runner then waits on a round it has just set done while the caller
+    # unlinks. gevent used to lose the runner there (app/event_wait.py).
+    def work(keys, lists):
+        gevent.sleep(0.01)
+
+    coalescer = Coalescer(work, CountingMetrics(), "inv", patience=0.05)
+    runner = gevent.spawn(coalescer.submit, ["a"], False)
+    caller = gevent.spawn(coalescer.submit, ["b"], False)
+    gevent.sleep(0)  # the runner is in its work, the caller waits for that round
+    time.sleep(0.1)  # block the loop past both deadlines
+    gevent.joinall([runner, caller], timeout=2, raise_error=True)
+    assert runner.ready() and caller.ready()
