@@ -12,12 +12,12 @@ with it the list the latecomer is on: nothing ever switches back to it.
 Under load that happened to the group invalidation (app/coalescing.py): a
 round's runner set its round done, then waited on it as its own caller, while
 a caller waiting for that round with a 50 ms patience timed out in the same
-iteration; one order in a few hundred runs of
-tests/integration/test_orders_concurrency.py never got an answer.
+iteration. In 3 of 31 runs of tests/integration/test_orders_concurrency.py's
+opposite-lines test (100 concurrent orders each), one order never got an answer.
 
-:func:`wait_for` never calls ``wait()`` on an Event that is set, so a waiter
-is always linked to the Event itself, and an unlink that empties the list
-cannot be the last one while it waits.
+:func:`wait_for` never calls ``wait()`` on an Event that is set: a greenlet
+that waits is then always linked to the Event itself, which keeps a notifier
+scheduled for it however many other waiters unlink.
 """
 
 from __future__ import annotations
