@@ -218,7 +218,7 @@ def test_web_ui_run_writes_the_reports_on_quit(seeded_server, tmp_path):
     prefix, port = tmp_path / "run", free_port()
     ui = subprocess.Popen(locust_command(seeded_server, prefix, "locustfiles/browse.py",
                                          "--web-host", "127.0.0.1", "--web-port", str(port)),
-                          cwd=BENCH, env=locust_env(BENCH_USER_RATE="4"),
+                          cwd=BENCH, env=locust_env(BENCH_USER_RATE="4", PYTHONFAULTHANDLER="1"),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -236,7 +236,13 @@ def test_web_ui_run_writes_the_reports_on_quit(seeded_server, tmp_path):
         time.sleep(RUN_SECONDS)
         assert not Path(f"{prefix}.html").exists(), "the report is written on quit, not before"
         ui.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends
-        output, _ = ui.communicate(timeout=30)
+        try:
+            output, _ = ui.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            # SIGABRT makes faulthandler print where locust's threads stand.
+            ui.send_signal(signal.SIGABRT)
+            output, _ = ui.communicate(timeout=10)
+            pytest.fail(f"locust did not quit within 30 s of Ctrl-C:\n{output[-6000:]}")
     finally:
         if ui.poll() is None:
             ui.kill()
