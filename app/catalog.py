@@ -96,6 +96,7 @@ class Catalog:
         self._metrics = metrics
         self._reads = ReadThrough(cache, metrics)
         self._near = None
+        self._announcer = None  # an app.near_listener.Announcer, or None
         # Where cache misses, lists and search are read: the primary until
         # replicas are attached (app/replicas.py says when they may answer).
         self.replicas = Replicas(pool, cache, metrics=metrics)
@@ -120,6 +121,10 @@ class Catalog:
         """Put ``near`` (an app.nearcache.NearCache, or None) in front of memcached."""
         self._near = near
         self._reads.near = near
+
+    def announce_invalidations(self, announcer) -> None:
+        """Tell other nodes' near caches what each write invalidated, through ``announcer``."""
+        self._announcer = announcer
 
     # -- reads ------------------------------------------------------------------
 
@@ -260,9 +265,13 @@ class Catalog:
         if lists and not self._next_generation():
             lost.append(GENERATION_KEY)
         adopted = self._cache.invalidate(keys, lost=lost, wait=False)
+        near_keys = keys + [GENERATION_KEY] if lists else keys
         if self._near is not None:
             # After memcached (and any epoch bump): fails every worker's near entries.
-            self._near.bump(keys + [GENERATION_KEY] if lists else keys)
+            self._near.bump(near_keys)
+        if self._announcer is not None:
+            # After memcached too: other nodes' reads after they hear it are fresh.
+            self._announcer.announce(near_keys)
         return adopted
 
     def settle(self, timeout: float) -> bool:

@@ -74,6 +74,11 @@ class Config:
     # entries at once; other nodes can serve one this long after the
     # memcached delete, so at most 0.5 s keeps them under the contract's 1 s.
     near_cache_ttl: float = 0.5
+    # How long a near entry may live while its worker hears every other
+    # node's writes (Postgres LISTEN/NOTIFY, app/near_listener.py); it falls
+    # back to near_cache_ttl within 0.4 s of not hearing. 0: no listening and
+    # no announcing. Must be the same on every node.
+    near_cache_listened_ttl: float = 3.0
     # Browser origins allowed to call the API cross-origin (CORS); none by default.
     cors_origins: tuple[str, ...] = ()
     # Webhook targets and the delivery worker (python -m app deliver).
@@ -113,6 +118,8 @@ class Config:
                                     default["cache_epoch_poll"], 0.01, 0.5),
             near_cache_ttl=_float(env, "PEREGRINE_NEAR_CACHE_TTL", default["near_cache_ttl"],
                                   0.0, 0.5),
+            near_cache_listened_ttl=_float(env, "PEREGRINE_NEAR_CACHE_LISTENED_TTL",
+                                           default["near_cache_listened_ttl"], 0.0, 60.0),
             cors_origins=_origins(env, "PEREGRINE_CORS_ORIGINS"),
             webhooks=_webhook_settings(env),
             mail=_mail_settings(env),

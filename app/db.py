@@ -229,6 +229,23 @@ class Pool:
                 yield conn
                 cur.execute("COMMIT")
 
+    def connect_dedicated(self, application_name: str) -> PooledConnection:
+        """A new autocommit connection outside the pool, for a session of its own (LISTEN).
+
+        The pool's settings and timeouts; the caller closes it.
+        """
+        try:
+            with gevent.Timeout(self.connect_timeout):
+                conn = psycopg2.connect(self.dsn, **{**self._connect_kwargs,
+                                                     "application_name": application_name})
+        except gevent.Timeout:
+            raise DatabaseUnavailable("the database did not answer in time") from None
+        except psycopg2.Error as ex:
+            raise DatabaseUnavailable("the database is unavailable") from ex
+        conn.autocommit = True
+        conn.created_at = time.monotonic()
+        return conn
+
     def close(self) -> None:
         while self._idle:
             self._close(self._idle.popleft())

@@ -12,6 +12,7 @@ from app.catalog import Catalog
 from app.config import Config
 from app.db import Pool
 from app.errors import Unavailable
+from app.near_listener import Announcer, Listener
 from app.orders import Orders
 from app.passwords import Passwords
 from app.ratelimit import RateLimiter
@@ -32,6 +33,9 @@ class Dependencies:
         self.accounts = Accounts(pool, self.passwords, config.jwt_secret, metrics)
         self.catalog = Catalog(pool, cache, metrics)
         self.orders = Orders(pool, self.catalog, metrics)
+        # Hears other nodes' catalog writes, when near entries listen (the factory sets it).
+        self.near_listener: Listener | None = None
+        self.near_announcer: Announcer | None = None  # tells other nodes' listeners
 
     def database_ready(self) -> bool:
         try:
@@ -44,6 +48,10 @@ class Dependencies:
     def close(self) -> None:
         self.passwords.close()
         self.catalog.settle(timeout=5)  # committed writes get their invalidation
+        if self.near_announcer is not None:
+            self.near_announcer.close()  # after the rounds: their keys go out first
+        if self.near_listener is not None:
+            self.near_listener.close()
         self.catalog.replicas.close()
         self.pool.close()
         self.cache.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from app import cors, errors, logs, memory, nearcache, openapi, replicas
+from app import cors, errors, logs, memory, near_listener, nearcache, openapi, replicas
 from app import metrics as metrics_module
 from app.auth import AccessControl
 from app.cache import Cache
@@ -87,7 +87,17 @@ def create_app(
     if config.near_cache_ttl > 0 and (nearcache.shared() or config.workers == 1):
         # Shared with the sibling workers (forked from a master that imported
         # app.nearcache, see gunicorn.conf.py), or there are none.
-        deps.catalog.use_near_cache(nearcache.NearCache(config.near_cache_ttl, tag=cache.tag))
+        near = nearcache.NearCache(config.near_cache_ttl, tag=cache.tag,
+                                   listened_ttl=config.near_cache_listened_ttl)
+        deps.catalog.use_near_cache(near)
+        if config.near_cache_listened_ttl > 0:
+            deps.near_listener = near_listener.Listener(near, pool, metrics=metrics)
+            deps.near_listener.start()
+    if config.near_cache_listened_ttl > 0:
+        # Whether or not this node keeps near entries, other nodes may (app/near_listener.py).
+        slots = deps.catalog.near.slots if deps.catalog.near is not None else nearcache.TABLE
+        deps.near_announcer = near_listener.Announcer(pool, slots.node, metrics=metrics)
+        deps.catalog.announce_invalidations(deps.near_announcer)
 
     context = RequestContext(metrics)
     access = AccessControl(config.jwt_secret, deps.limiter, config.rate_limit_per_minute,

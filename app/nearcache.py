@@ -66,6 +66,14 @@ entries when it adopts the new epoch (<= timeout + bump + poll interval +
 slack, what the epochs already guarantee for memcached itself), including
 entries whose read was in flight under the old epoch.
 
+**Other nodes, heard.** While this process hears every other node's
+writes (app/near_listener.py: a LISTEN session whose heartbeats come back),
+an entry recorded since that session began may live ``listened_ttl``: each
+heard write bumps its keys' slots here as a local write does, and the
+module says why no old value then outlives the announcement by more than
+``TRUST_WINDOW``. The moment that proof lapses, entries are held to ``ttl``
+again, counted from their record, as above.
+
 **Bypassed memcached.** While a key's memcached node is skipped (breaker
 open) or bypassed (epoch unknown, or a lost invalidation not yet covered),
 the epoch tag is ``None`` and every value comes from Postgres, loaded after
@@ -91,8 +99,11 @@ from __future__ import annotations
 
 import _thread
 import fcntl
+import math
 import mmap
 import os
+import secrets
+import socket
 import tempfile
 import time
 import zlib
@@ -118,6 +129,10 @@ class Slots:
         self._lockfile = tempfile.TemporaryFile(prefix="peregrine-slots-")
         self._thread_lock = _thread.allocate_lock()
         self.created_by = os.getpid()
+        #: Names this table (this node) in the invalidations it announces to
+        #: other nodes (app/near_listener.py), so that its own workers, which
+        #: bumped the slots already, skip them.
+        self.node = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     def index(self, key: str) -> int:
         return zlib.crc32(key.encode()) & self._mask
@@ -147,13 +162,31 @@ def _no_tag(key: str):
     return None
 
 
+#: How recent the newest heartbeat heard back must be (counted from when it
+#: was sent) for entries to live past ``ttl``: the cross-node bound is then
+#: the announcement's own delay plus this (app/near_listener.py).
+TRUST_WINDOW = 0.4
+
+
 class NearCache:
-    """Per-process entries ``key -> (value, slot, version, tag, expires_at)``."""
+    """Per-process entries ``key -> (value, slot, version, tag, recorded_at)``."""
 
     def __init__(self, ttl: float, *, slots: Slots = TABLE, tag=_no_tag,
                  max_entries: int = MAX_ENTRIES, clock=time.monotonic,
-                 max_bytes: int = MAX_BYTES):
+                 max_bytes: int = MAX_BYTES, listened_ttl: float = 0.0):
         self.ttl = ttl
+        # How long an entry may live while this process hears other nodes'
+        # invalidations (app/near_listener.py sets the two fields below;
+        # until it does, and whenever it stops hearing, only ``ttl`` holds).
+        self.listened_ttl = max(ttl, listened_ttl)
+        #: When the current LISTEN session began: only entries recorded
+        #: since may live past ``ttl`` (an announcement made while nobody
+        #: listened was never heard).
+        self.listening_since = math.inf
+        #: When the newest heartbeat heard back on that session was sent:
+        #: every announcement committed before then has been heard.
+        self.heard_at = -math.inf
+        self.slots = slots
         self._slots = slots
         self._values = slots.values
         self._tag = tag  # key -> what the key's memcached node is read under now
@@ -168,22 +201,26 @@ class NearCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        value, slot, version, tag, expires_at = entry
-        if (self._values[slot] == version and self._clock() < expires_at
-                and self._tag(key) == tag):
-            return value
+        value, slot, version, tag, recorded_at = entry
+        if self._values[slot] == version and self._tag(key) == tag:
+            now = self._clock()
+            age = now - recorded_at
+            if age < self.ttl or (age < self.listened_ttl
+                                  and recorded_at >= self.listening_since
+                                  and now - self.heard_at < TRUST_WINDOW):
+                return value
         self._drop(key)
         return None
 
     def begin(self, key: str) -> tuple:
         """Record the slot, the tag and the time; call BEFORE reading memcached or Postgres."""
         slot = self._slots.index(key)
-        return slot, self._values[slot], self._tag(key), self._clock() + self.ttl
+        return slot, self._values[slot], self._tag(key), self._clock()
 
     def put(self, key: str, value: bytes, ticket: tuple) -> None:
         """Keep ``value`` (read after :meth:`begin` gave ``ticket``)."""
-        slot, version, tag, expires_at = ticket
-        if self._values[slot] != version or self._clock() >= expires_at:
+        slot, version, tag, recorded_at = ticket
+        if self._values[slot] != version or self._clock() - recorded_at >= self.ttl:
             return  # a write moved the slot meanwhile, or the read took the whole ttl
         entries = self._entries
         self._drop(key)
@@ -192,7 +229,7 @@ class NearCache:
             return
         while entries and (len(entries) >= self._max or self._bytes + size > self._max_bytes):
             self._drop(next(iter(entries)))  # the oldest inserted
-        entries[key] = (value, slot, version, tag, expires_at)
+        entries[key] = (value, slot, version, tag, recorded_at)
         self._bytes += size
 
     def bump(self, keys) -> None:

@@ -160,3 +160,86 @@ def test_the_ttl_variable_is_validated():
     for bad in ("0.8", "-1", "soon"):
         with pytest.raises(ConfigError, match="PEREGRINE_NEAR_CACHE_TTL"):
             Config.from_env({**BASE, "PEREGRINE_NEAR_CACHE_TTL": bad})
+
+
+# -- entries that hear other nodes (app/near_listener.py) ----------------------
+
+def listening(slots, clock, *, since=None):
+    """A near cache whose listener began at ``since`` and has just heard a heartbeat."""
+    near = NearCache(0.5, slots=slots, clock=clock, listened_ttl=3.0)
+    near.listening_since = clock.now if since is None else since
+    near.heard_at = clock.now
+    return near
+
+
+def test_an_entry_outlives_the_ttl_while_heartbeats_come_back(slots, clock):
+    near = listening(slots, clock)
+    fill(near, "k", b"v")
+    for _ in range(29):  # 2.9 s, a heartbeat heard every 0.1 s
+        clock.now += 0.1
+        near.heard_at = clock.now - 0.05
+        assert near.get("k") == b"v"
+    clock.now += 0.11  # 3.01 s after the record: the listened ttl is over
+    near.heard_at = clock.now
+    assert near.get("k") is None
+
+
+def test_an_entry_past_the_ttl_dies_when_the_heartbeats_stop(slots, clock):
+    near = listening(slots, clock)
+    fill(near, "k", b"v")
+    clock.now += 1.0
+    near.heard_at = clock.now  # the last heartbeat heard, sent now
+    assert near.get("k") == b"v"
+    clock.now += 0.39
+    assert near.get("k") == b"v"
+    clock.now += 0.02  # 0.41 s since that heartbeat was sent: nothing proves we hear
+    assert near.get("k") is None
+
+
+def test_an_entry_recorded_before_the_session_listened_keeps_only_the_ttl(slots, clock):
+    near = listening(slots, clock, since=clock.now + 0.2)  # a new session, after the record
+    fill(near, "k", b"v")
+    clock.now += 0.49
+    near.heard_at = clock.now
+    assert near.get("k") == b"v"  # the ttl
+    clock.now += 0.02
+    near.heard_at = clock.now
+    assert near.get("k") is None
+
+
+def test_a_heard_bump_fails_a_listened_entry_at_once(slots, clock):
+    near = listening(slots, clock)
+    fill(near, "k", b"v")
+    clock.now += 1.0
+    near.heard_at = clock.now
+    NearCache(0.5, slots=slots, clock=clock).bump(["k"])  # the listener of another worker
+    assert near.get("k") is None
+
+
+def test_without_a_listener_the_listened_ttl_changes_nothing(slots, clock):
+    near = NearCache(0.5, slots=slots, clock=clock, listened_ttl=3.0)  # never heard
+    fill(near, "k", b"v")
+    clock.now += 0.51
+    assert near.get("k") is None
+
+
+def test_announcements_split_under_the_notify_limit_and_parse_back():
+    from app.queries.near import PAYLOAD_LIMIT, parse, payloads
+
+    keys = [f"v1:product:{i:036d}" for i in range(1000)]
+    found = payloads("host:1:ab", keys)
+    assert len(found) > 1
+    assert all(len(p.encode()) <= PAYLOAD_LIMIT for p in found)
+    parsed = [parse(p) for p in found]
+    assert {node for node, _ in parsed} == {"host:1:ab"}
+    assert [k for _, ks in parsed for k in ks] == keys
+    assert parse(payloads("n", [])[0]) == ("n", [])
+
+
+def test_the_listened_ttl_is_configured_within_its_range():
+    assert Config.from_env(BASE).near_cache_listened_ttl == 3.0
+    assert Config.from_env({**BASE, "PEREGRINE_NEAR_CACHE_LISTENED_TTL": "0"}
+                           ).near_cache_listened_ttl == 0
+    for bad in ("61", "-1", "long"):
+        with pytest.raises(ConfigError, match="PEREGRINE_NEAR_CACHE_LISTENED_TTL"):
+            Config.from_env({**BASE, "PEREGRINE_NEAR_CACHE_LISTENED_TTL": bad})

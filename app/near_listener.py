@@ -1,0 +1,276 @@
+"""Hear other nodes' catalog invalidations, so near entries may outlive the ttl.
+
+PERF: with only the ttl (0.5 s, app/nearcache.py), each of the 1,000 product
+ids of the cached-read benchmark went back to memcached twice a second: a
+quarter of the reads paid the memcached round trip. While this process hears
+every other node's writes, an entry lives ``listened_ttl`` (3 s by default):
+see bench/README.md, "Near entries that hear other nodes", for the numbers.
+
+**Announcing.** A write's invalidation round (app/catalog.py), after its
+memcached invalidation and its slot bump on this node, hands the keys to
+the worker's :class:`Announcer`, which sends them on the ``peregrine_near``
+channel (``pg_notify``) on a session of its own: one small transaction for
+whatever keys are waiting, so concurrent writers share it. The payload
+begins with the announcing node's name, so its own workers, whose slots
+already moved, skip it.
+
+**Listening.** Each worker holds one Postgres session of its own that
+LISTENs on that channel and on a heartbeat channel only it uses, and
+notifies the heartbeat channel every ``interval`` (0.1 s). A heard key
+bumps its slot on this node (NearCache.bump), failing every worker's entry
+for it and every read of it in flight, exactly as a local write does.
+
+**Why no old value lives past the bound.** Postgres delivers notifications
+to a session in commit order, whatever their channel. So when a heartbeat
+sent at ``s`` (the time is taken before it is sent) comes back, every
+announcement committed before ``s`` has been heard, and its bump done, in
+order, before the heartbeat is processed. An entry lives past ``ttl`` only
+if (NearCache.get):
+
+* it was recorded after this session's LISTEN took effect (an announcement
+  made while nobody listened was never heard; one committed before LISTEN
+  was made after its memcached deletes, so a read recorded after it is
+  fresh: the near cache's own argument), and
+* the newest heartbeat heard back was sent less than ``TRUST_WINDOW``
+  (0.4 s) ago.
+
+Take a write W committed at ``c`` whose round finished its memcached
+deletes at ``d`` and committed its announcement at ``m > d``. A reader on
+another node that recorded after the bump W's announcement caused reads
+memcached after ``d``: fresh. One that recorded before it holds an old value
+only until that bump, which happens before any heartbeat sent after ``m`` is
+processed; so at a time ``t`` when it is still served past the ttl, the
+heartbeat trusted was sent before ``m``, and ``t < m + TRUST_WINDOW``:
+``c`` + the round (a few milliseconds in steady state, bounded by the
+memcached timeouts as app/nearcache.py says) + the announcement + 0.4 s.
+Otherwise the entry is held to the plain ttl, whose bound app/nearcache.py
+gives. A session that fails, or stops answering (a frozen backend, a network
+partition), stops its heartbeats: within 0.4 s every entry is back to the
+ttl, and a new session trusts only entries recorded after its own LISTEN.
+
+What this cannot cover: an announcement lost after its write committed (the
+writer's process killed before it went out; one that fails is retried until
+it is sent) leaves other nodes' entries up to ``listened_ttl``, and one
+delayed (Postgres slow or unreachable from the writer) delays the bound as
+much, as a writer killed before its memcached delete leaves
+memcached's value up to the detail ttl (60 s) today. Every node must run
+with the same PEREGRINE_NEAR_CACHE_LISTENED_TTL: a node with it at 0
+announces nothing, and a node that listens would hold its writes' old
+values up to ``listened_ttl``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+
+import gevent
+import gevent.event
+from gevent.socket import wait_read
+
+from app.event_wait import wait_for
+from app.metrics import NULL_METRICS
+from app.queries import near as q
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL = 0.1
+_RECONNECT_MAX = 2.0
+
+
+class Announcer:
+    """Sends the keys writes invalidated, on a session of its own, as soon as it can.
+
+    ``announce`` never blocks the invalidation round that calls it: the keys
+    wait here and go out in one ``pg_notify`` transaction with whatever else
+    arrived meanwhile. A dedicated session, not the pool: under load the
+    pool's queue (up to its 1 s timeout) would add to every announcement's
+    delay, which is part of the cross-node bound.
+    """
+
+    def __init__(self, pool, node: str, *, metrics=NULL_METRICS):
+        self._pool = pool
+        self._node = node
+        self._metrics = metrics
+        self._pending: dict[str, None] = {}  # ordered, without duplicates
+        self._wake = gevent.event.Event()
+        self._idle = gevent.event.Event()
+        self._idle.set()
+        self._greenlet: gevent.Greenlet | None = None
+        self._conn = None
+
+    def announce(self, keys: list[str]) -> None:
+        """After a write's memcached invalidation and slot bump: tell the other nodes."""
+        for k in keys:
+            self._pending[k] = None
+        self._idle.clear()
+        self._wake.set()
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._run)
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Send what is pending (at most ``timeout`` seconds), then stop."""
+        if self._greenlet is not None:
+            wait_for(self._idle, timeout)
+            self._greenlet.kill(block=True, timeout=1)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            _close_quietly(conn)
+
+    def _run(self) -> None:
+        delay = HEARTBEAT_INTERVAL
+        failing = False
+        while True:
+            wait_for(self._wake)
+            self._wake.clear()
+            if not self._pending:
+                self._idle.set()
+                continue
+            # Taken out now: a key announced again while this one is in flight
+            # (a later write, after its own deletes) must go out again, after.
+            keys, self._pending = list(self._pending), {}
+            try:
+                conn = self._conn
+                if conn is None:
+                    conn = self._conn = self._pool.connect_dedicated(
+                        f"peregrine-announce-{os.getpid()}")
+                with conn.cursor() as cur:
+                    q.announce(cur, self._node, keys)
+            except Exception as ex:  # noqa: BLE001 - keep the keys, reconnect, retry
+                self._metrics.incr("cache.near.announce_error")
+                if not failing:
+                    log.warning("cannot announce catalog invalidations to other nodes (%s): "
+                                "retrying; their near entries may be served up to the listened "
+                                "ttl meanwhile", type(ex).__name__)
+                failing = True
+                self._pending = {**dict.fromkeys(keys), **self._pending}
+                if self._conn is not None:
+                    _close_quietly(self._conn)
+                    self._conn = None
+                self._wake.set()
+                gevent.sleep(delay)
+                delay = min(delay * 2, _RECONNECT_MAX)
+                continue
+            failing, delay = False, HEARTBEAT_INTERVAL
+            self._metrics.incr("cache.near.announced")
+            if self._pending:
+                self._wake.set()
+            else:
+                self._idle.set()
+
+
+class Listener:
+    """One worker's LISTEN session; it keeps ``near.listening_since`` and ``near.heard_at``."""
+
+    def __init__(self, near, pool, *, metrics=NULL_METRICS,
+                 interval: float = HEARTBEAT_INTERVAL):
+        self._near = near
+        self._pool = pool
+        self._metrics = metrics
+        self._interval = interval
+        self._clock = near._clock
+        self._node = near.slots.node
+        self._beats = f"peregrine_near_hb_{secrets.token_hex(6)}"  # this session's own
+        self._greenlet: gevent.Greenlet | None = None
+        self._stopping = gevent.event.Event()
+        self._conn = None
+        self.backend_pid: int | None = None  # of the current session (tests freeze it)
+
+    def start(self) -> None:
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._run)
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._greenlet is not None:
+            self._greenlet.kill(block=True, timeout=1)
+        self._untrust()
+        self._disconnect()
+
+    # -- internals ----------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = self._interval
+        failing = False
+        while not self._stopping.is_set():
+            started = self._clock()
+            try:
+                self._session()
+            except Exception as ex:  # noqa: BLE001 - fall back to the ttl, reconnect
+                self._metrics.incr("cache.near.listen_error")
+                if not failing:
+                    log.warning("not hearing other nodes' catalog invalidations (%s): near "
+                                "entries live at most the ttl until a new session listens",
+                                type(ex).__name__)
+                failing = True
+            finally:
+                self._untrust()
+                self._disconnect()
+            if self._clock() - started > 10 * self._interval:
+                delay = self._interval  # it had worked for a while
+            if wait_for(self._stopping, delay):
+                return
+            delay = min(delay * 2, _RECONNECT_MAX)
+
+    def _session(self) -> None:
+        conn = self._conn = self._pool.connect_dedicated(f"peregrine-near-{os.getpid()}")
+        self.backend_pid = conn.info.backend_pid
+        sent: dict[int, float] = {}  # heartbeat -> when it was sent
+        seq = 0
+        with conn.cursor() as cur:
+            q.unasync(cur)
+            q.listen(cur, q.CHANNEL, self._beats)
+            self._near.listening_since = self._clock()
+            next_beat = 0.0
+            while True:
+                now = self._clock()
+                if now >= next_beat:
+                    seq += 1
+                    sent[seq] = now
+                    q.heartbeat(cur, self._beats, seq)
+                    next_beat = now + self._interval
+                    self._heard(conn, sent)
+                try:
+                    wait_read(conn.fileno(), timeout=max(0.0, next_beat - self._clock()))
+                except TimeoutError:
+                    continue
+                conn.poll()
+                self._heard(conn, sent)
+
+    def _heard(self, conn, sent: dict[int, float]) -> None:
+        """Apply what arrived, in order: bumps first, then what a heartbeat proves."""
+        notifies = conn.notifies
+        while notifies:
+            notify = notifies.pop(0)
+            if notify.channel == q.CHANNEL:
+                node, keys = q.parse(notify.payload)
+                if node != self._node and keys:
+                    self._near.bump(keys)
+                    self._metrics.incr("cache.near.heard")
+            elif notify.channel == self._beats:
+                beat = int(notify.payload)
+                at = sent.get(beat)
+                for old in [b for b in sent if b <= beat]:
+                    del sent[old]
+                if at is not None and at > self._near.heard_at:
+                    self._near.heard_at = at
+
+    def _untrust(self) -> None:
+        self._near.listening_since = math.inf
+        self._near.heard_at = -math.inf
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        self.backend_pid = None
+        if conn is not None:
+            _close_quietly(conn)
+
+
+def _close_quietly(conn) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - closing a broken session
+        pass
+

@@ -1,0 +1,157 @@
+"""Near entries that hear other nodes' writes (app/near_listener.py), against the contract.
+
+A writer and a reader share Postgres and memcached; the reader has a slot
+table of its own (another node) and a listener on a real LISTEN session.
+While it hears heartbeats its entries outlive the 0.5 s ttl, and another
+node's write must still show within 1 s: because the reader heard the
+announcement, not because the entry expired. Where the reader's session
+is frozen (SIGSTOP on its Postgres backend), the reader is a real gunicorn
+node: a listener in this unpatched process would block the test on the
+frozen backend.
+"""
+
+import contextlib
+import os
+import signal
+import time
+
+import gevent
+from pymemcache.client.base import Client as MemcacheClient
+
+from app.near_listener import Announcer, Listener
+from app.nearcache import NearCache, Slots
+from tests.support.api import new_user
+from tests.support.catalog import patch_price, price
+from tests.support.greenlets import green_wait_until
+from tests.support.http import request
+
+VISIBLE_WITHIN = 1.0  # the contract's bound for other nodes
+TTL = 0.5
+LISTENED_TTL = 3.0
+
+
+def listening_node(app):
+    """Give ``app`` a near cache of its own slot table (another host) that listens."""
+    if app.deps.near_listener is not None:  # the factory's, for its own near cache
+        app.deps.near_listener.close()
+    near = NearCache(TTL, slots=Slots(1024), tag=app.deps.cache.tag, listened_ttl=LISTENED_TTL)
+    app.deps.catalog.use_near_cache(near)
+    listener = Listener(near, app.deps.pool, metrics=app.deps.metrics)
+    app.deps.near_listener = listener  # closed with the app
+    listener.start()
+    green_wait_until(lambda: near.heard_at > time.monotonic() - 0.2, 5.0)
+    return near
+
+
+def insert_product(db, price="10.00"):
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO products (sku, name, price, stock) VALUES (%s, 'Heard', %s, 5)"
+                    " RETURNING id::text", (f"HEARD-{time.monotonic_ns()}", price))
+        return cur.fetchone()[0]
+
+
+def first_change(read, old, deadline):
+    """Seconds until ``read()`` stops answering ``old`` (yielding to gevent); None: never."""
+    started = time.monotonic()
+    while time.monotonic() - started < deadline:
+        if read() != old:
+            return time.monotonic() - started
+        gevent.sleep(0.01)
+    return None
+
+
+def test_a_heard_entry_outlives_the_ttl_and_another_nodes_write_still_shows_at_once(
+        db, memcached_nodes, instances):
+    (writer, writer_app), (reader, reader_app) = instances(memcached_nodes(1))
+    listening_node(reader_app)
+    metrics = reader_app.deps.metrics
+    admin = new_user(writer, "admin", db)
+    product_id = insert_product(db)
+
+    assert price(reader, product_id) == "10.00"  # read through memcached, kept near
+    gets = metrics["cache.product.hit"] + metrics["cache.product.miss"]
+    gevent.sleep(TTL * 3)  # the listener keeps hearing its heartbeats meanwhile
+    assert price(reader, product_id) == "10.00"
+    assert metrics["cache.product.hit"] + metrics["cache.product.miss"] == gets, (
+        "the entry did not outlive the ttl although the listener heard every heartbeat")
+
+    started = time.monotonic()
+    patch_price(writer, admin, product_id, "20.00")
+    seen = first_change(lambda: price(reader, product_id), "10.00", LISTENED_TTL + 1)
+    assert seen is not None and seen < VISIBLE_WITHIN, (
+        f"the other node served the old price {time.monotonic() - started:.2f} s after the "
+        f"write: its entry was not failed by the announcement")
+    assert metrics["cache.near.heard"] >= 1
+
+
+def test_a_node_announces_nothing_to_itself(db, memcached_nodes, instances):
+    """A reader whose own writes come back on the channel does not bump for them twice."""
+    ((node, node_app),) = instances(memcached_nodes(1), 1)
+    listening_node(node_app)
+    node_app.deps.catalog.announce_invalidations(
+        Announcer(node_app.deps.pool, node_app.deps.catalog.near.slots.node))
+    admin = new_user(node, "admin", db)
+    product_id = insert_product(db)
+    patch_price(node, admin, product_id, "11.00")
+    gevent.sleep(0.3)  # long enough to hear it
+    assert node_app.deps.metrics["cache.near.heard"] == 0
+    assert price(node, product_id) == "11.00"  # its own write: seen at once
+
+
+def listener_backends(db, server):
+    """Postgres backend pids of ``server``'s workers' listening sessions."""
+    master = server.proc.pid
+    with open(f"/proc/{master}/task/{master}/children") as f:
+        workers = [int(p) for p in f.read().split()]
+    with db.cursor() as cur:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = ANY(%s)",
+                    ([f"peregrine-near-{w}" for w in workers],))
+        return [pid for (pid,) in cur.fetchall()]
+
+
+@contextlib.contextmanager
+def frozen(pids):
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
+def served_price(url, product_id):
+    answer = request(f"{url}/v1/products/{product_id}")
+    assert answer.status == 200, answer.body
+    return answer.json["price"]
+
+
+def test_a_node_whose_listening_session_freezes_still_sees_writes_within_one_second(
+        db, client, memcached, live_server_factory):
+    reader = live_server_factory(PEREGRINE_WORKERS="1", PEREGRINE_RATE_LIMIT_PER_MINUTE="0",
+                                 PEREGRINE_NEAR_CACHE_LISTENED_TTL="10")
+    green_wait_until(lambda: listener_backends(db, reader), 10.0)
+    admin = new_user(client, "admin", db)
+    product_id = insert_product(db)
+    gevent.sleep(0.3)  # heartbeats heard: entries recorded now may outlive the ttl
+
+    assert served_price(reader.url, product_id) == "10.00"
+    # Behind every cache's back: only an entry held near still answers 10.00.
+    with db.cursor() as cur:
+        cur.execute("UPDATE products SET price = 15.00 WHERE id = %s", (product_id,))
+    flush = MemcacheClient(("127.0.0.1", memcached.port), connect_timeout=1, timeout=1)
+    flush.flush_all(noreply=False)
+    flush.close()
+    gevent.sleep(TTL + 0.5)
+    assert served_price(reader.url, product_id) == "10.00", (
+        "the reader's entry did not outlive the ttl: it is not hearing heartbeats")
+
+    with frozen(listener_backends(db, reader)):
+        committed = time.monotonic()  # just before: the commit is inside the call
+        patch_price(client, admin, product_id, "20.00")  # announced; never delivered
+        seen = first_change(lambda: served_price(reader.url, product_id), "10.00", 10.0)
+        stale_for = time.monotonic() - committed
+    assert seen is not None and stale_for < VISIBLE_WITHIN, (
+        f"a node that stopped hearing served its entry {stale_for:.2f} s after another "
+        f"node's write (its listened ttl is 10 s)")
+    assert served_price(reader.url, product_id) == "20.00"
