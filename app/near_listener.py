@@ -3,7 +3,8 @@
 PERF: with only the ttl (0.5 s, app/nearcache.py), each of the 1,000 product
 ids of the cached-read benchmark went back to memcached twice a second: a
 quarter of the reads paid the memcached round trip. While this process hears
-every other node's writes, an entry lives ``listened_ttl`` (3 s by default):
+every other node's writes, an entry lives ``listened_ttl`` (off by default,
+PEREGRINE_NEAR_CACHE_LISTENED_TTL; measured at 3 s):
 see bench/README.md, "Near entries that hear other nodes", for the numbers.
 
 **Announcing.** A write's invalidation round (app/catalog.py), after its
@@ -48,12 +49,24 @@ gives. A session that fails, or stops answering (a frozen backend, a network
 partition), stops its heartbeats: within 0.4 s every entry is back to the
 ttl, and a new session trusts only entries recorded after its own LISTEN.
 
-What this cannot cover: an announcement lost after its write committed (the
-writer's process killed before it went out; one that fails is retried until
-it is sent) leaves other nodes' entries up to ``listened_ttl``, and one
-delayed (Postgres slow or unreachable from the writer) delays the bound as
-much, as a writer killed before its memcached delete leaves
-memcached's value up to the detail ttl (60 s) today. Every node must run
+What this does not cover yet, and why it is off by default: the bound
+counts from ``m``, so an announcement *delayed* after its write committed
+(the writer's announcing session stalled, Postgres slow for it) delays it
+as much: a review froze the writer's announcing backend with SIGSTOP and
+another node kept serving the old price for the whole listened ttl, while
+its own heartbeats kept coming back. The fix drafted, not built: every
+announcer also notifies every 0.1 s when it has nothing to send; a listener
+trusts only while every announcer it heard in the last ``listened_ttl`` + 1 s
+was heard within 0.3 s, and when trust returns it moves ``listening_since``
+to that moment (so no entry recorded before a silence outlives the ttl);
+an announcer silent longer than that is forgotten (its writes' entries have
+expired by then), and says goodbye when its worker exits. Then a write's
+keys, handed in at ``p``, are heard by ``p`` + 0.6 s or the listener stops
+trusting (a killed writer's announcer falls silent too). Today an
+announcement lost (the writer's process killed before it went out; one that
+fails is retried until it is sent) leaves other nodes' entries up to
+``listened_ttl``, as a writer killed before its memcached delete leaves
+memcached's value up to the detail ttl (60 s). Every node must run
 with the same PEREGRINE_NEAR_CACHE_LISTENED_TTL: a node with it at 0
 announces nothing, and a node that listens would hold its writes' old
 values up to ``listened_ttl``.

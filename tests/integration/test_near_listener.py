@@ -18,6 +18,7 @@ import time
 import gevent
 from pymemcache.client.base import Client as MemcacheClient
 
+from app import nearcache
 from app.near_listener import Announcer, Listener
 from app.nearcache import NearCache, Slots
 from tests.support.api import new_user
@@ -43,6 +44,12 @@ def listening_node(app):
     return near
 
 
+def announcing(app):
+    """Let ``app``'s writes announce their keys (off by default)."""
+    app.deps.near_announcer = Announcer(app.deps.pool, nearcache.TABLE.node)  # closed with it
+    app.deps.catalog.announce_invalidations(app.deps.near_announcer)
+
+
 def insert_product(db, price="10.00"):
     with db.cursor() as cur:
         cur.execute("INSERT INTO products (sku, name, price, stock) VALUES (%s, 'Heard', %s, 5)"
@@ -63,6 +70,7 @@ def first_change(read, old, deadline):
 def test_a_heard_entry_outlives_the_ttl_and_another_nodes_write_still_shows_at_once(
         db, memcached_nodes, instances):
     (writer, writer_app), (reader, reader_app) = instances(memcached_nodes(1))
+    announcing(writer_app)
     listening_node(reader_app)
     metrics = reader_app.deps.metrics
     admin = new_user(writer, "admin", db)
@@ -88,8 +96,9 @@ def test_a_node_announces_nothing_to_itself(db, memcached_nodes, instances):
     """A reader whose own writes come back on the channel does not bump for them twice."""
     ((node, node_app),) = instances(memcached_nodes(1), 1)
     listening_node(node_app)
-    node_app.deps.catalog.announce_invalidations(
-        Announcer(node_app.deps.pool, node_app.deps.catalog.near.slots.node))
+    node_app.deps.near_announcer = Announcer(node_app.deps.pool,
+                                             node_app.deps.catalog.near.slots.node)
+    node_app.deps.catalog.announce_invalidations(node_app.deps.near_announcer)
     admin = new_user(node, "admin", db)
     product_id = insert_product(db)
     patch_price(node, admin, product_id, "11.00")

@@ -237,9 +237,9 @@ def test_announcements_split_under_the_notify_limit_and_parse_back():
 
 
 def test_the_listened_ttl_is_configured_within_its_range():
-    assert Config.from_env(BASE).near_cache_listened_ttl == 3.0
-    assert Config.from_env({**BASE, "PEREGRINE_NEAR_CACHE_LISTENED_TTL": "0"}
-                           ).near_cache_listened_ttl == 0
+    assert Config.from_env(BASE).near_cache_listened_ttl == 0  # off unless asked for
+    assert Config.from_env({**BASE, "PEREGRINE_NEAR_CACHE_LISTENED_TTL": "3"}
+                           ).near_cache_listened_ttl == 3.0
     for bad in ("61", "-1", "long"):
         with pytest.raises(ConfigError, match="PEREGRINE_NEAR_CACHE_LISTENED_TTL"):
             Config.from_env({**BASE, "PEREGRINE_NEAR_CACHE_LISTENED_TTL": bad})
