@@ -120,7 +120,7 @@ class Announcer:
             self._pending[k] = None
         self._idle.clear()
         self._wake.set()
-        if self._greenlet is None:
+        if self._greenlet is None or self._greenlet.dead:
             self._greenlet = gevent.spawn(self._run)
 
     def close(self, timeout: float = 1.0) -> None:

@@ -12,14 +12,20 @@ PAYLOAD_LIMIT = 7900
 
 
 def payloads(node: str, keys: list[str]) -> list[str]:
-    """``node`` then the keys, one per line, split into payloads NOTIFY accepts."""
-    found, lines, size = [], [node], len(node)
+    """``node`` then the keys, one per line, split into payloads NOTIFY accepts.
+
+    Sizes are counted in UTF-8 bytes, what the limit counts; a cache key is
+    at most 250 bytes (memcached's limit, app/cache.py), so one always fits.
+    """
+    base = len(node.encode())
+    found, lines, size = [], [node], base
     for k in keys:
-        if size + 1 + len(k) > PAYLOAD_LIMIT and len(lines) > 1:
+        length = 1 + len(k.encode())
+        if size + length > PAYLOAD_LIMIT and len(lines) > 1:
             found.append("\n".join(lines))
-            lines, size = [node], len(node)
+            lines, size = [node], base
         lines.append(k)
-        size += 1 + len(k)
+        size += length
     found.append("\n".join(lines))
     return found
 

@@ -28,7 +28,7 @@ from tests.support.http import request
 
 VISIBLE_WITHIN = 1.0  # the contract's bound for other nodes
 TTL = 0.5
-LISTENED_TTL = 3.0
+LISTENED_TTL = 10.0  # long: an entry that changes within 1 s was failed, not expired
 
 
 def listening_node(app):
@@ -83,12 +83,13 @@ def test_a_heard_entry_outlives_the_ttl_and_another_nodes_write_still_shows_at_o
     assert metrics["cache.product.hit"] + metrics["cache.product.miss"] == gets, (
         "the entry did not outlive the ttl although the listener heard every heartbeat")
 
-    started = time.monotonic()
+    started = time.monotonic()  # before the write: its commit is inside the call
     patch_price(writer, admin, product_id, "20.00")
-    seen = first_change(lambda: price(reader, product_id), "10.00", LISTENED_TTL + 1)
-    assert seen is not None and seen < VISIBLE_WITHIN, (
-        f"the other node served the old price {time.monotonic() - started:.2f} s after the "
-        f"write: its entry was not failed by the announcement")
+    seen = first_change(lambda: price(reader, product_id), "10.00", 3.0)
+    stale_for = time.monotonic() - started
+    assert seen is not None and stale_for < VISIBLE_WITHIN, (
+        f"the other node served the old price {stale_for:.2f} s after the write: its entry "
+        f"was not failed by the announcement")
     assert metrics["cache.near.heard"] >= 1
 
 
