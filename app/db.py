@@ -234,17 +234,7 @@ class Pool:
 
         The pool's settings and timeouts; the caller closes it.
         """
-        try:
-            with gevent.Timeout(self.connect_timeout):
-                conn = psycopg2.connect(self.dsn, **{**self._connect_kwargs,
-                                                     "application_name": application_name})
-        except gevent.Timeout:
-            raise DatabaseUnavailable("the database did not answer in time") from None
-        except psycopg2.Error as ex:
-            raise DatabaseUnavailable("the database is unavailable") from ex
-        conn.autocommit = True
-        conn.created_at = time.monotonic()
-        return conn
+        return self._connect(application_name=application_name)
 
     def close(self) -> None:
         while self._idle:
@@ -266,10 +256,10 @@ class Pool:
             return conn
         return None
 
-    def _connect(self) -> PooledConnection:
+    def _connect(self, **overrides) -> PooledConnection:
         try:
             with gevent.Timeout(self.connect_timeout):
-                conn = psycopg2.connect(self.dsn, **self._connect_kwargs)
+                conn = psycopg2.connect(self.dsn, **{**self._connect_kwargs, **overrides})
         except gevent.Timeout:
             self.metrics.incr("db.connect.error")
             raise DatabaseUnavailable("the database did not answer in time") from None

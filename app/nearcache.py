@@ -187,7 +187,6 @@ class NearCache:
         #: every announcement committed before then has been heard.
         self.heard_at = -math.inf
         self.slots = slots
-        self._slots = slots
         self._values = slots.values
         self._tag = tag  # key -> what the key's memcached node is read under now
         self._max = max_entries
@@ -214,7 +213,7 @@ class NearCache:
 
     def begin(self, key: str) -> tuple:
         """Record the slot, the tag and the time; call BEFORE reading memcached or Postgres."""
-        slot = self._slots.index(key)
+        slot = self.slots.index(key)
         return slot, self._values[slot], self._tag(key), self._clock()
 
     def put(self, key: str, value: bytes, ticket: tuple) -> None:
@@ -234,7 +233,7 @@ class NearCache:
 
     def bump(self, keys) -> None:
         """After the commit and the memcached invalidation: fail every worker's entries."""
-        self._slots.bump([self._slots.index(k) for k in keys])
+        self.slots.bump([self.slots.index(k) for k in keys])
         for k in keys:
             self._drop(k)
 

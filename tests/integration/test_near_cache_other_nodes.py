@@ -23,7 +23,7 @@ from app.catalog import GENERATION_KEY
 from app.nearcache import NearCache, Slots
 from tests.support.api import PASSWORD, new_user, unique_email
 from tests.support.catalog import patch_price, price
-from tests.support.greenlets import green_wait_until
+from tests.support.greenlets import first_change, green_wait_until
 from tests.support.http import request
 from tests.support.memcached import stopped
 
@@ -72,16 +72,6 @@ def live_user(url):
     login = request(url + "/v1/auth/login", "POST", {"email": email, "password": PASSWORD})
     assert login.status == 200, login.body
     return {"Authorization": "Bearer " + login.json["access_token"]}
-
-
-def first_change(read, old, deadline):
-    """Seconds until ``read()`` stops answering ``old`` (yielding to gevent); None: never."""
-    started = time.monotonic()
-    while time.monotonic() - started < deadline:
-        if read() != old:
-            return time.monotonic() - started
-        gevent.sleep(0.01)
-    return None
 
 
 def test_keys_on_healthy_nodes_are_seen_within_one_second_while_other_nodes_are_stopped(

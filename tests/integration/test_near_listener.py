@@ -23,7 +23,7 @@ from app.near_listener import Announcer, Listener
 from app.nearcache import NearCache, Slots
 from tests.support.api import new_user
 from tests.support.catalog import patch_price, price
-from tests.support.greenlets import green_wait_until
+from tests.support.greenlets import first_change, green_wait_until
 from tests.support.http import request
 
 VISIBLE_WITHIN = 1.0  # the contract's bound for other nodes
@@ -55,16 +55,6 @@ def insert_product(db, price="10.00"):
         cur.execute("INSERT INTO products (sku, name, price, stock) VALUES (%s, 'Heard', %s, 5)"
                     " RETURNING id::text", (f"HEARD-{time.monotonic_ns()}", price))
         return cur.fetchone()[0]
-
-
-def first_change(read, old, deadline):
-    """Seconds until ``read()`` stops answering ``old`` (yielding to gevent); None: never."""
-    started = time.monotonic()
-    while time.monotonic() - started < deadline:
-        if read() != old:
-            return time.monotonic() - started
-        gevent.sleep(0.01)
-    return None
 
 
 def test_a_heard_entry_outlives_the_ttl_and_another_nodes_write_still_shows_at_once(

@@ -47,3 +47,13 @@ def green_wait_until(predicate, timeout: float):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         gevent.sleep(0.01)
+
+
+def first_change(read, old, deadline):
+    """Seconds until ``read()`` stops answering ``old`` (yielding to gevent); None: never."""
+    started = time.monotonic()
+    while time.monotonic() - started < deadline:
+        if read() != old:
+            return time.monotonic() - started
+        gevent.sleep(0.01)
+    return None
