@@ -96,7 +96,10 @@ def create_app(
     if config.near_cache_listened_ttl > 0:
         # Whether or not this node keeps near entries, other nodes may (app/near_listener.py).
         slots = deps.catalog.near.slots if deps.catalog.near is not None else nearcache.TABLE
-        deps.near_announcer = near_listener.Announcer(pool, slots.node, metrics=metrics)
+        deps.near_announcer = near_listener.Announcer(
+            pool, slots.node, metrics=metrics,
+            # Not announced in time: retire the keys' memcached epochs instead.
+            lost=lambda keys: cache.invalidate((), lost=keys, wait=False))
         deps.catalog.announce_invalidations(deps.near_announcer)
 
     context = RequestContext(metrics)

@@ -49,35 +49,39 @@ gives. A session that fails, or stops answering (a frozen backend, a network
 partition), stops its heartbeats: within 0.4 s every entry is back to the
 ttl, and a new session trusts only entries recorded after its own LISTEN.
 
-What this does not cover yet, and why it is off by default: the bound
-counts from ``m``, so an announcement *delayed* after its write committed
-(the writer's announcing session stalled, Postgres slow for it) delays it
-as much: a review froze the writer's announcing backend with SIGSTOP and
-another node kept serving the old price for the whole listened ttl, while
-its own heartbeats kept coming back. The fix drafted, not built: every
-announcer also notifies every 0.1 s when it has nothing to send; a listener
-trusts only while every announcer it heard in the last ``listened_ttl`` + 1 s
-was heard within 0.3 s, and when trust returns it moves ``listening_since``
-to that moment (so no entry recorded before a silence outlives the ttl);
-an announcer silent longer than that is forgotten (its writes' entries have
-expired by then), and says goodbye when its worker exits. Then a write's
-keys, handed in at ``p``, are heard by ``p`` + 0.6 s or the listener stops
-trusting (a killed writer's announcer falls silent too). Today an
-announcement lost (the writer's process killed before it went out; one that
-fails is retried until it is sent) leaves other nodes' entries up to
-``listened_ttl``, as a writer killed before its memcached delete leaves
-memcached's value up to the detail ttl (60 s). Every node must run
-with the same PEREGRINE_NEAR_CACHE_LISTENED_TTL: a node with it at 0
-announces nothing, and a node that listens would hold its writes' old
-values up to ``listened_ttl``.
+**A stalled announcement.** The bound above counts from ``m``, and an
+announcement can be late: the writer's announcing session stalls (a
+frozen backend, a network flap), or fails and retries, while the reader's
+own heartbeats keep coming back. So each write's keys have a deadline,
+``ANNOUNCE_DEADLINE`` (0.2 s) after they were handed in at ``p``: keys not
+carried by a committed announcement by then are treated as a lost
+invalidation, and the writer retires their memcached nodes' epochs
+(app/cache_epochs.py). An entry records the epoch it was read under and is
+valid only while that epoch is current (app/nearcache.py), so every other
+process drops it at its next epoch poll: by ``p`` + 0.2 s + the bump + the
+poll interval (0.25 s) + slack, ~0.6 s, the bound epochs give a lost
+delete. If that bump fails too (Postgres unreachable for the writer), the
+window is the one app/cache_epochs.py names. At a worker's exit keys still
+unannounced after a second go the same way. What stays open, as for the
+memcached delete itself: a writer process killed between its deletes and
+its announcement (a write killed before its delete leaves memcached's value
+up to the detail ttl, 60 s).
+
+Every node must run with the same PEREGRINE_NEAR_CACHE_LISTENED_TTL: a
+node with it at 0 (or a release before this module) announces nothing, and
+a node that listens would hold that node's writes' old values up to
+``listened_ttl``; a rolling upgrade from such a release runs with it at 0
+until every node is upgraded (deploy/ansible/README.md).
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
 import secrets
+import time
 
 import gevent
 import gevent.event
@@ -90,6 +94,9 @@ from app.queries import near as q
 log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL = 0.1
+#: How long a write's keys may wait to be announced before their memcached
+#: nodes' epochs are retired instead (Announcer): bounds a stalled announcement.
+ANNOUNCE_DEADLINE = 0.2
 _RECONNECT_MAX = 2.0
 
 
@@ -101,33 +108,61 @@ class Announcer:
     arrived meanwhile. A dedicated session, not the pool: under load the
     pool's queue (up to its 1 s timeout) would add to every announcement's
     delay, which is part of the cross-node bound.
+
+    Keys not announced within ``deadline`` of being handed in (the session
+    stalled, Postgres is slow for it, it failed and is retrying) are given
+    to ``lost``: the factory passes the cache's lost-invalidation path,
+    which retires their memcached nodes' epochs, and every other process
+    drops its entries read under the old epoch at its next poll (app/cache_epochs.py).
+    They are still announced when the session recovers.
     """
 
-    def __init__(self, pool, node: str, *, metrics=NULL_METRICS):
+    def __init__(self, pool, node: str, *, lost=None, metrics=NULL_METRICS,
+                 deadline: float = ANNOUNCE_DEADLINE, clock=time.monotonic):
         self._pool = pool
         self._node = node
+        self._lost = lost  # keys -> None; None: nothing to fall back on (tools, tests)
         self._metrics = metrics
+        self._deadline = deadline
+        self._clock = clock
         self._pending: dict[str, None] = {}  # ordered, without duplicates
+        self._handed = 0  # announce() calls so far
+        self._sent = 0  # ...whose keys a committed announcement carried
+        self._due: collections.deque = collections.deque()  # (call, deadline, keys)
+        self._due_changed = gevent.event.Event()
+        self._closing = False
         self._wake = gevent.event.Event()
         self._idle = gevent.event.Event()
         self._idle.set()
         self._greenlet: gevent.Greenlet | None = None
+        self._watchdog: gevent.Greenlet | None = None
         self._conn = None
 
     def announce(self, keys: list[str]) -> None:
         """After a write's memcached invalidation and slot bump: tell the other nodes."""
         for k in keys:
             self._pending[k] = None
+        self._handed += 1
+        self._due.append((self._handed, self._clock() + self._deadline, keys))
+        if len(self._due) == 1:
+            self._due_changed.set()  # the watchdog had nothing to wait for
         self._idle.clear()
         self._wake.set()
         if self._greenlet is None or self._greenlet.dead:
             self._greenlet = gevent.spawn(self._run)
+        if self._watchdog is None or self._watchdog.dead:
+            self._watchdog = gevent.spawn(self._watch)
 
     def close(self, timeout: float = 1.0) -> None:
-        """Send what is pending (at most ``timeout`` seconds), then stop."""
+        """Send what is pending (at most ``timeout`` seconds); hand the rest to ``lost``; stop."""
         if self._greenlet is not None:
             wait_for(self._idle, timeout)
             self._greenlet.kill(block=True, timeout=1)
+        self._closing = True
+        self._due_changed.set()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=5)  # an epoch bump waits at most the pool timeout
+            self._watchdog.kill(block=True, timeout=1)
         conn, self._conn = self._conn, None
         if conn is not None:
             _close_quietly(conn)
@@ -144,6 +179,7 @@ class Announcer:
             # Taken out now: a key announced again while this one is in flight
             # (a later write, after its own deletes) must go out again, after.
             keys, self._pending = list(self._pending), {}
+            covers = self._handed  # every call so far has its keys here or already sent
             try:
                 conn = self._conn
                 if conn is None:
@@ -155,8 +191,8 @@ class Announcer:
                 self._metrics.incr("cache.near.announce_error")
                 if not failing:
                     log.warning("cannot announce catalog invalidations to other nodes (%s): "
-                                "retrying; their near entries may be served up to the listened "
-                                "ttl meanwhile", type(ex).__name__)
+                                "retrying; writes not announced within %.1f s retire their "
+                                "cache node's epoch instead", type(ex).__name__, self._deadline)
                 failing = True
                 self._pending = {**dict.fromkeys(keys), **self._pending}
                 if self._conn is not None:
@@ -167,11 +203,48 @@ class Announcer:
                 delay = min(delay * 2, _RECONNECT_MAX)
                 continue
             failing, delay = False, HEARTBEAT_INTERVAL
+            self._sent = covers
             self._metrics.incr("cache.near.announced")
             if self._pending:
                 self._wake.set()
             else:
                 self._idle.set()
+
+    def _watch(self) -> None:
+        """Hand keys still unannounced at their deadline (all of them, once closing) to ``lost``."""
+        due = self._due
+        while True:
+            self._due_changed.clear()  # before looking: a change from now on wakes the wait
+            while due and due[0][0] <= self._sent:
+                due.popleft()
+            if self._closing:
+                self._give_up(math.inf)
+                return
+            if not due:
+                wait_for(self._due_changed)
+                continue
+            wait = due[0][1] - self._clock()
+            if wait > 0:
+                wait_for(self._due_changed, wait)
+                continue
+            self._give_up(self._clock())
+
+    def _give_up(self, now: float) -> None:
+        due, keys = self._due, {}
+        while due and due[0][1] <= now:
+            call, _, call_keys = due.popleft()
+            if call > self._sent:
+                keys.update(dict.fromkeys(call_keys))
+        if not keys:
+            return
+        self._metrics.incr("cache.near.announce_late")
+        log.warning("catalog invalidations not announced to other nodes in time: retiring "
+                    "their cache node's epoch instead")
+        if self._lost is not None:
+            try:
+                self._lost(list(keys))
+            except Exception:  # the epochs retry on their own; keep watching
+                log.exception("could not retire the cache epoch for unannounced invalidations")
 
 
 class Listener:
@@ -185,7 +258,6 @@ class Listener:
         self._interval = interval
         self._clock = near._clock
         self._node = near.slots.node
-        self._beats = f"peregrine_near_hb_{secrets.token_hex(6)}"  # this session's own
         self._greenlet: gevent.Greenlet | None = None
         self._stopping = gevent.event.Event()
         self._conn = None
@@ -230,11 +302,14 @@ class Listener:
     def _session(self) -> None:
         conn = self._conn = self._pool.connect_dedicated(f"peregrine-near-{os.getpid()}")
         self.backend_pid = conn.info.backend_pid
+        # A channel of this session's own: a heartbeat an earlier session
+        # committed late (its backend was frozen) cannot pass for one of these.
+        beats = f"peregrine_near_hb_{secrets.token_hex(6)}"
         sent: dict[int, float] = {}  # heartbeat -> when it was sent
         seq = 0
         with conn.cursor() as cur:
             q.unasync(cur)
-            q.listen(cur, q.CHANNEL, self._beats)
+            q.listen(cur, q.CHANNEL, beats)
             self._near.listening_since = self._clock()
             next_beat = 0.0
             while True:
@@ -242,17 +317,17 @@ class Listener:
                 if now >= next_beat:
                     seq += 1
                     sent[seq] = now
-                    q.heartbeat(cur, self._beats, seq)
+                    q.heartbeat(cur, beats, seq)
                     next_beat = now + self._interval
-                    self._heard(conn, sent)
+                    self._heard(conn, beats, sent)
                 try:
                     wait_read(conn.fileno(), timeout=max(0.0, next_beat - self._clock()))
                 except TimeoutError:
                     continue
                 conn.poll()
-                self._heard(conn, sent)
+                self._heard(conn, beats, sent)
 
-    def _heard(self, conn, sent: dict[int, float]) -> None:
+    def _heard(self, conn, beats: str, sent: dict[int, float]) -> None:
         """Apply what arrived, in order: bumps first, then what a heartbeat proves."""
         notifies = conn.notifies
         while notifies:
@@ -262,7 +337,7 @@ class Listener:
                 if node != self._node and keys:
                     self._near.bump(keys)
                     self._metrics.incr("cache.near.heard")
-            elif notify.channel == self._beats:
+            elif notify.channel == beats:
                 beat = int(notify.payload)
                 at = sent.get(beat)
                 for old in [b for b in sent if b <= beat]:

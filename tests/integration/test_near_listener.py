@@ -98,14 +98,14 @@ def test_a_node_announces_nothing_to_itself(db, memcached_nodes, instances):
     assert price(node, product_id) == "11.00"  # its own write: seen at once
 
 
-def listener_backends(db, server):
-    """Postgres backend pids of ``server``'s workers' listening sessions."""
+def listener_backends(db, server, kind="near"):
+    """Postgres backend pids of ``server``'s workers' listening (or announcing) sessions."""
     master = server.proc.pid
     with open(f"/proc/{master}/task/{master}/children") as f:
         workers = [int(p) for p in f.read().split()]
     with db.cursor() as cur:
         cur.execute("SELECT pid FROM pg_stat_activity WHERE application_name = ANY(%s)",
-                    ([f"peregrine-near-{w}" for w in workers],))
+                    ([f"peregrine-{kind}-{w}" for w in workers],))
         return [pid for (pid,) in cur.fetchall()]
 
 
@@ -154,4 +154,48 @@ def test_a_node_whose_listening_session_freezes_still_sees_writes_within_one_sec
     assert seen is not None and stale_for < VISIBLE_WITHIN, (
         f"a node that stopped hearing served its entry {stale_for:.2f} s after another "
         f"node's write (its listened ttl is 10 s)")
+    assert served_price(reader.url, product_id) == "20.00"
+
+
+def held_past_the_ttl(db, memcached, reader_url, product_id):
+    """Prove ``reader_url`` serves 10.00 from a near entry living past the ttl."""
+    assert served_price(reader_url, product_id) == "10.00"
+    # Behind every cache's back: only an entry held near still answers 10.00.
+    with db.cursor() as cur:
+        cur.execute("UPDATE products SET price = 15.00 WHERE id = %s", (product_id,))
+    flush = MemcacheClient(("127.0.0.1", memcached.port), connect_timeout=1, timeout=1)
+    flush.flush_all(noreply=False)
+    flush.close()
+    gevent.sleep(TTL + 0.5)
+    assert served_price(reader_url, product_id) == "10.00", (
+        "the reader's entry did not outlive the ttl: it is not hearing heartbeats")
+
+
+def test_a_write_whose_announcement_stalls_still_shows_on_other_nodes_within_one_second(
+        db, client, memcached, live_server_factory):
+    """The writer's announcing session freezes after its commit; the reader hears its
+    own heartbeats all along, so only the writer can tell that its keys never went out."""
+    env = dict(PEREGRINE_WORKERS="1", PEREGRINE_RATE_LIMIT_PER_MINUTE="0",
+               PEREGRINE_NEAR_CACHE_LISTENED_TTL="10")
+    writer, reader = live_server_factory(**env), live_server_factory(**env)
+    green_wait_until(lambda: listener_backends(db, reader), 10.0)
+    admin = new_user(client, "admin", db)
+    product_id = insert_product(db, price="9.00")
+    patch = {"headers": admin["headers"], "method": "PATCH"}
+    answer = request(f"{writer.url}/v1/products/{product_id}", body={"price": "10.00"}, **patch)
+    assert answer.status == 200, answer.body  # and the writer's announcing session opens
+    green_wait_until(lambda: listener_backends(db, writer, "announce"), 10.0)
+    gevent.sleep(0.3)  # the announcement heard; heartbeats heard since
+    held_past_the_ttl(db, memcached, reader.url, product_id)
+
+    with frozen(listener_backends(db, writer, "announce")):
+        started = time.monotonic()  # before the write: its commit is inside the call
+        answer = request(f"{writer.url}/v1/products/{product_id}", body={"price": "20.00"},
+                         **patch)
+        assert answer.status == 200, answer.body  # announcing never holds a write's answer
+        seen = first_change(lambda: served_price(reader.url, product_id), "10.00", 10.0)
+        stale_for = time.monotonic() - started
+    assert seen is not None and stale_for < VISIBLE_WITHIN, (
+        f"another node served the old price {stale_for:.2f} s after a write whose "
+        f"announcement stalled (listened ttl 10 s)")
     assert served_price(reader.url, product_id) == "20.00"
