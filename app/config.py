@@ -74,13 +74,12 @@ class Config:
     # entries at once; other nodes can serve one this long after the
     # memcached delete, so at most 0.5 s keeps them under the contract's 1 s.
     near_cache_ttl: float = 0.5
-    # How long a near entry may live while its worker hears every other
+    # How long a near entry may live while its node hears every other
     # node's writes (Postgres LISTEN/NOTIFY, app/near_listener.py); it falls
-    # back to near_cache_ttl within 0.4 s of not hearing. 0 (the default):
-    # no listening and no announcing. Off by default because a writer whose
-    # announcement stalls after its commit is not yet covered (the module
-    # says how far it is from the contract). Must be the same on every node.
-    near_cache_listened_ttl: float = 0.0
+    # back to near_cache_ttl within 0.4 s of not hearing, and a write not
+    # announced within 0.2 s retires its memcached node's epoch instead.
+    # 0: no listening and no announcing. Must be the same on every node.
+    near_cache_listened_ttl: float = 3.0
     # Browser origins allowed to call the API cross-origin (CORS); none by default.
     cors_origins: tuple[str, ...] = ()
     # Webhook targets and the delivery worker (python -m app deliver).

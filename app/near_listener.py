@@ -2,7 +2,7 @@
 
 PERF: with only the ttl (0.5 s, app/nearcache.py), each of the 1,000 product
 ids of the cached-read benchmark went back to memcached twice a second: a
-quarter of the reads paid the memcached round trip. While this process hears
+quarter of the reads paid the memcached round trip. While this node hears
 every other node's writes, an entry lives ``listened_ttl`` (off by default,
 PEREGRINE_NEAR_CACHE_LISTENED_TTL; measured at 3 s):
 see bench/README.md, "Near entries that hear other nodes", for the numbers.
@@ -15,11 +15,13 @@ whatever keys are waiting, so concurrent writers share it. The payload
 begins with the announcing node's name, so its own workers, whose slots
 already moved, skip it.
 
-**Listening.** Each worker holds one Postgres session of its own that
-LISTENs on that channel and on a heartbeat channel only it uses, and
-notifies the heartbeat channel every ``interval`` (0.1 s). A heard key
-bumps its slot on this node (NearCache.bump), failing every worker's entry
-for it and every read of it in flight, exactly as a local write does.
+**Listening.** One worker of each node (:class:`Listener`) holds a
+Postgres session that LISTENs on that channel and on a heartbeat channel
+only it uses, and notifies the heartbeat channel every ``interval`` (0.1 s).
+A heard key bumps its slot on this node (NearCache.bump), failing every
+worker's entry for it and every read of it in flight, exactly as a local
+write does; what the heartbeats prove is kept in the node's shared memory
+beside the slots, for every worker.
 
 **Why no old value lives past the bound.** Postgres delivers notifications
 to a session in commit order, whatever their channel. So when a heartbeat
@@ -77,6 +79,7 @@ until every node is upgraded (deploy/ansible/README.md).
 from __future__ import annotations
 
 import collections
+import fcntl
 import logging
 import math
 import os
@@ -98,6 +101,8 @@ HEARTBEAT_INTERVAL = 0.1
 #: nodes' epochs are retired instead (Announcer): bounds a stalled announcement.
 ANNOUNCE_DEADLINE = 0.2
 _RECONNECT_MAX = 2.0
+#: How often a worker that does not listen tries to take over the node's listener.
+LEAD_POLL = 0.2
 
 
 class Announcer:
@@ -248,7 +253,26 @@ class Announcer:
 
 
 class Listener:
-    """One worker's LISTEN session; it keeps ``near.listening_since`` and ``near.heard_at``."""
+    """The node's LISTEN session, held by one worker at a time.
+
+    Every worker runs one; the worker holding the node's listener lock (a
+    POSIX record lock on a file the master opened, app/nearcache.py: freed
+    when its process exits, however it exits) listens, and the others try
+    for the lock every ``LEAD_POLL`` seconds. The slots it bumps and the
+    trust it proves (``heard_at``, ``listening_since``) are in the node's
+    shared memory, so they count for every worker. PERF: one listener per
+    node, not per worker, because Postgres wakes every listening session
+    of the database for every NOTIFY (async.c, SignalBackends): heartbeats
+    from a session per worker cost sessions² wake-ups. 32 heartbeating
+    sessions on the bench's Postgres took orders from ~536 to 363-437/s.
+
+    The leader writes ``listening_since`` before ``heard_at``, and
+    NearCache.get reads ``heard_at`` first: a reader that sees a new
+    session's heartbeat sees its ``listening_since`` too (x86-64 keeps
+    stores, and loads, in order). A reader that sees an older heartbeat
+    with a newer session's ``listening_since`` is safe as well: that
+    heartbeat's bumps are in the shared slots, so what it proves still holds.
+    """
 
     def __init__(self, near, pool, *, metrics=NULL_METRICS,
                  interval: float = HEARTBEAT_INTERVAL):
@@ -258,9 +282,11 @@ class Listener:
         self._interval = interval
         self._clock = near._clock
         self._node = near.slots.node
+        self._lock_fd = near.slots.listener_lock.fileno()
         self._greenlet: gevent.Greenlet | None = None
         self._stopping = gevent.event.Event()
         self._conn = None
+        self.leading = False  # this worker is the node's listener
         self.backend_pid: int | None = None  # of the current session (tests freeze it)
 
     def start(self) -> None:
@@ -271,12 +297,29 @@ class Listener:
         self._stopping.set()
         if self._greenlet is not None:
             self._greenlet.kill(block=True, timeout=1)
-        self._untrust()
         self._disconnect()
+        if self.leading:
+            self._untrust()
+            self.leading = False
+            fcntl.lockf(self._lock_fd, fcntl.LOCK_UN)  # a sibling takes over
 
     # -- internals ----------------------------------------------------------
 
+    def _lead(self) -> bool:
+        """Wait until this worker holds the node's listener lock; False: closing."""
+        while not self._stopping.is_set():
+            try:
+                fcntl.lockf(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a sibling listens
+                wait_for(self._stopping, LEAD_POLL)
+                continue
+            self.leading = True
+            return True
+        return False
+
     def _run(self) -> None:
+        if not self._lead():
+            return
         delay = self._interval
         failing = False
         while not self._stopping.is_set():
@@ -346,8 +389,8 @@ class Listener:
                     self._near.heard_at = at
 
     def _untrust(self) -> None:
-        self._near.listening_since = math.inf
         self._near.heard_at = -math.inf
+        self._near.listening_since = math.inf
 
     def _disconnect(self) -> None:
         conn, self._conn = self._conn, None

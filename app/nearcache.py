@@ -109,6 +109,7 @@ import time
 import zlib
 
 SLOTS = 65536  # a power of two; 256 KiB of shared memory
+HEARD, SINCE = 0, 1  # indexes of Slots.trust
 MAX_ENTRIES = 10_000
 MAX_BYTES = 8 * 1024 * 1024
 _MASK = 0xFFFFFFFF
@@ -129,6 +130,17 @@ class Slots:
         self._lockfile = tempfile.TemporaryFile(prefix="peregrine-slots-")
         self._thread_lock = _thread.allocate_lock()
         self.created_by = os.getpid()
+        # What the node's listener (app/near_listener.py: one worker of the
+        # node at a time) proves, shared like the slots: HEARD, when the
+        # newest heartbeat heard back was sent, and SINCE, when its LISTEN
+        # session began (time.monotonic(): one clock for the whole host).
+        # The listener writes SINCE before HEARD; get() reads HEARD first.
+        self._trust_map = mmap.mmap(-1, mmap.PAGESIZE)
+        self.trust = memoryview(self._trust_map).cast("d")
+        self.trust[HEARD], self.trust[SINCE] = -math.inf, math.inf
+        #: Held (a POSIX record lock: per process, gone with it) by the one
+        #: worker of this node that listens.
+        self.listener_lock = tempfile.TemporaryFile(prefix="peregrine-listener-")
         #: Names this table (this node) in the invalidations it announces to
         #: other nodes (app/near_listener.py), so that its own workers, which
         #: bumped the slots already, skip them.
@@ -179,21 +191,36 @@ class NearCache:
         # invalidations (app/near_listener.py sets the two fields below;
         # until it does, and whenever it stops hearing, only ``ttl`` holds).
         self.listened_ttl = max(ttl, listened_ttl)
-        #: When the current LISTEN session began: only entries recorded
-        #: since may live past ``ttl`` (an announcement made while nobody
-        #: listened was never heard).
-        self.listening_since = math.inf
-        #: When the newest heartbeat heard back on that session was sent:
-        #: every announcement committed before then has been heard.
-        self.heard_at = -math.inf
         self.slots = slots
         self._values = slots.values
+        self._trust = slots.trust
         self._tag = tag  # key -> what the key's memcached node is read under now
         self._max = max_entries
         self._max_bytes = max_bytes
         self._bytes = 0  # the length of every value held
         self._clock = clock
         self._entries: dict[str, tuple] = {}
+
+    @property
+    def listening_since(self) -> float:
+        """When the node's current LISTEN session began: only entries recorded
+        since may live past ``ttl`` (an announcement made while nobody listened
+        was never heard)."""
+        return self._trust[SINCE]
+
+    @listening_since.setter
+    def listening_since(self, at: float) -> None:
+        self._trust[SINCE] = at
+
+    @property
+    def heard_at(self) -> float:
+        """When the newest heartbeat heard back on that session was sent: every
+        announcement committed before then has been heard and bumped."""
+        return self._trust[HEARD]
+
+    @heard_at.setter
+    def heard_at(self, at: float) -> None:
+        self._trust[HEARD] = at
 
     def get(self, key: str):
         """The value, or None when there is no valid entry."""
@@ -204,9 +231,10 @@ class NearCache:
         if self._values[slot] == version and self._tag(key) == tag:
             now = self._clock()
             age = now - recorded_at
-            if age < self.ttl or (age < self.listened_ttl
-                                  and recorded_at >= self.listening_since
-                                  and now - self.heard_at < TRUST_WINDOW):
+            trust = self._trust
+            if age < self.ttl or (age < self.listened_ttl  # HEARD read before SINCE:
+                                  and now - trust[HEARD] < TRUST_WINDOW
+                                  and recorded_at >= trust[SINCE]):
                 return value
         self._drop(key)
         return None

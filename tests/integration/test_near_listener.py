@@ -199,3 +199,36 @@ def test_a_write_whose_announcement_stalls_still_shows_on_other_nodes_within_one
         f"another node served the old price {stale_for:.2f} s after a write whose "
         f"announcement stalled (listened ttl 10 s)")
     assert served_price(reader.url, product_id) == "20.00"
+
+
+def workers_of(server):
+    master = server.proc.pid
+    with open(f"/proc/{master}/task/{master}/children") as f:
+        return {int(p) for p in f.read().split()}
+
+
+def listening_workers(db, server):
+    """The workers of ``server`` that hold a listening session now."""
+    with db.cursor() as cur:
+        cur.execute("SELECT application_name FROM pg_stat_activity"
+                    " WHERE application_name LIKE 'peregrine-near-%'")
+        pids = {int(name.rsplit("-", 1)[1]) for (name,) in cur.fetchall()}
+    return pids & workers_of(server)
+
+
+def test_one_worker_of_a_node_listens_and_a_sibling_takes_over_when_it_dies(
+        db, live_server_factory):
+    """Postgres wakes every listening session for every NOTIFY: one per node, not per worker."""
+    node = live_server_factory(PEREGRINE_WORKERS="2", PEREGRINE_NEAR_CACHE_LISTENED_TTL="10")
+    green_wait_until(lambda: len(workers_of(node)) == 2 and listening_workers(db, node), 10.0)
+    gevent.sleep(1.0)  # both workers have tried for the node's listener many times
+    leaders = listening_workers(db, node)
+    assert len(leaders) == 1, f"{len(leaders)} workers of one node hold a listening session"
+    (leader,) = leaders
+    os.kill(leader, signal.SIGKILL)  # its lock goes with it, whatever the way it ends
+    successor = green_wait_until(lambda: listening_workers(db, node) - {leader}, 5.0)
+    assert len(successor) == 1
+    # Let the replacement worker boot: gunicorn loses a SIGTERM that reaches a
+    # worker before it installs its handlers, and the stop would wait 30 s.
+    green_wait_until(lambda: len(workers_of(node)) == 2, 10.0)
+    gevent.sleep(1.5)

@@ -1,5 +1,6 @@
 """The near cache's slot versioning (pure logic, a fake clock; one test forks)."""
 
+import fcntl
 import os
 
 import pytest
@@ -237,9 +238,62 @@ def test_announcements_split_under_the_notify_limit_and_parse_back():
 
 
 def test_the_listened_ttl_is_configured_within_its_range():
-    assert Config.from_env(BASE).near_cache_listened_ttl == 0  # off unless asked for
-    assert Config.from_env({**BASE, "PEREGRINE_NEAR_CACHE_LISTENED_TTL": "3"}
-                           ).near_cache_listened_ttl == 3.0
+    assert Config.from_env(BASE).near_cache_listened_ttl == 3.0
+    assert Config.from_env({**BASE, "PEREGRINE_NEAR_CACHE_LISTENED_TTL": "0"}
+                           ).near_cache_listened_ttl == 0.0
     for bad in ("61", "-1", "long"):
         with pytest.raises(ConfigError, match="PEREGRINE_NEAR_CACHE_LISTENED_TTL"):
             Config.from_env({**BASE, "PEREGRINE_NEAR_CACHE_LISTENED_TTL": bad})
+
+
+def in_child(call):
+    """Run ``call`` in a forked process (a sibling worker); return what it printed."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        try:
+            os.write(write, repr(call()).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        out = f.read()
+    os.waitpid(pid, 0)
+    return out
+
+
+def test_what_the_listener_proves_counts_for_every_worker_of_the_node():
+    slots = Slots(64)
+    near = NearCache(0.5, slots=slots, listened_ttl=3.0)
+    assert in_child(lambda: (NearCache(0.5, slots=slots).heard_at,
+                             NearCache(0.5, slots=slots).listening_since)) == "(-inf, inf)"
+    near.listening_since, near.heard_at = 10.0, 12.5  # set by the worker that listens
+    assert in_child(lambda: (NearCache(0.5, slots=slots).heard_at,
+                             NearCache(0.5, slots=slots).listening_since)) == "(12.5, 10.0)"
+
+
+def test_one_process_of_a_node_holds_the_listener_lock_until_it_exits():
+    slots = Slots(64)
+    fd = slots.listener_lock.fileno()
+
+    def try_lock():
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            return False
+
+    holder_ready, release = os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a worker that listens
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(holder_ready[1], b"x")
+            os.read(release[0], 1)
+        finally:
+            os._exit(0)
+    assert os.read(holder_ready[0], 1) == b"x"
+    assert in_child(try_lock) == "False", "a sibling took the lock its holder still has"
+    os.write(release[1], b"x")
+    os.waitpid(pid, 0)
+    assert in_child(try_lock) == "True", "the lock outlived the process that held it"
