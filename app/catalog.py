@@ -270,8 +270,10 @@ class Catalog:
             # After memcached (and any epoch bump): fails every worker's near entries.
             self._near.bump(near_keys)
         if self._announcer is not None:
-            # After memcached too: other nodes' reads after they hear it are fresh.
-            self._announcer.announce(near_keys)
+            # After memcached too: other nodes' reads after they hear it are
+            # fresh. Before the answer: no later event in this process can
+            # leave another node's entry trusted past the bound.
+            adopted = max(adopted, self._announcer.announce(near_keys))
         return adopted
 
     def settle(self, timeout: float) -> bool:

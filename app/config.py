@@ -78,7 +78,7 @@ class Config:
     # node's writes (Postgres LISTEN/NOTIFY, app/near_listener.py); it falls
     # back to near_cache_ttl within 0.4 s of not hearing, and a write not
     # announced within 0.2 s retires its memcached node's epoch instead.
-    # 0: no listening and no announcing. Must be the same on every node.
+    # 0: no listening (writes are announced whatever this says).
     near_cache_listened_ttl: float = 3.0
     # Browser origins allowed to call the API cross-origin (CORS); none by default.
     cors_origins: tuple[str, ...] = ()

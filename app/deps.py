@@ -49,7 +49,7 @@ class Dependencies:
         self.passwords.close()
         self.catalog.settle(timeout=5)  # committed writes get their invalidation
         if self.near_announcer is not None:
-            self.near_announcer.close()  # after the rounds: their keys go out first
+            self.near_announcer.close()  # after the rounds: each has waited for its announcement
         if self.near_listener is not None:
             self.near_listener.close()
         self.catalog.replicas.close()

@@ -93,14 +93,15 @@ def create_app(
         if config.near_cache_listened_ttl > 0:
             deps.near_listener = near_listener.Listener(near, pool, metrics=metrics)
             deps.near_listener.start()
-    if config.near_cache_listened_ttl > 0:
-        # Whether or not this node keeps near entries, other nodes may (app/near_listener.py).
-        slots = deps.catalog.near.slots if deps.catalog.near is not None else nearcache.TABLE
-        deps.near_announcer = near_listener.Announcer(
-            pool, slots.node, metrics=metrics,
-            # Not announced in time: retire the keys' memcached epochs instead.
-            lost=lambda keys: cache.invalidate((), lost=keys, wait=False))
-        deps.catalog.announce_invalidations(deps.near_announcer)
+    # Whether or not this node keeps near entries or listens, other nodes may: a node
+    # with the listened ttl at 0 announces too, so a rollout can turn listening on
+    # once every node runs a release that announces (app/near_listener.py).
+    slots = deps.catalog.near.slots if deps.catalog.near is not None else nearcache.TABLE
+    deps.near_announcer = near_listener.Announcer(
+        pool, slots.node, metrics=metrics,
+        # Not announced in time: retire the keys' memcached epochs instead.
+        lost=lambda keys: cache.invalidate((), lost=keys, wait=False))
+    deps.catalog.announce_invalidations(deps.near_announcer)
 
     context = RequestContext(metrics)
     access = AccessControl(config.jwt_secret, deps.limiter, config.rate_limit_per_minute,

@@ -3,17 +3,19 @@
 PERF: with only the ttl (0.5 s, app/nearcache.py), each of the 1,000 product
 ids of the cached-read benchmark went back to memcached twice a second: a
 quarter of the reads paid the memcached round trip. While this node hears
-every other node's writes, an entry lives ``listened_ttl`` (off by default,
-PEREGRINE_NEAR_CACHE_LISTENED_TTL; measured at 3 s):
-see bench/README.md, "Near entries that hear other nodes", for the numbers.
+every other node's writes, an entry lives ``listened_ttl``
+(PEREGRINE_NEAR_CACHE_LISTENED_TTL, 3 s by default): +10-20 % on that read,
+bench/README.md, "Near entries that hear other nodes".
 
 **Announcing.** A write's invalidation round (app/catalog.py), after its
 memcached invalidation and its slot bump on this node, hands the keys to
 the worker's :class:`Announcer`, which sends them on the ``peregrine_near``
 channel (``pg_notify``) on a session of its own: one small transaction for
-whatever keys are waiting, so concurrent writers share it. The payload
-begins with the announcing node's name, so its own workers, whose slots
-already moved, skip it.
+whatever keys are waiting, so concurrent writers share it. The round
+returns, and the write answers, only once that transaction has committed.
+The payload begins with the announcing node's name, so its own workers,
+whose slots already moved, skip it. Every node announces, whatever its own
+listened ttl.
 
 **Listening.** One worker of each node (:class:`Listener`) holds a
 Postgres session that LISTENs on that channel and on a heartbeat channel
@@ -33,52 +35,51 @@ if (NearCache.get):
 * it was recorded after this session's LISTEN took effect (an announcement
   made while nobody listened was never heard; one committed before LISTEN
   was made after its memcached deletes, so a read recorded after it is
-  fresh: the near cache's own argument), and
+  fresh: the near cache's own argument),
 * the newest heartbeat heard back was sent less than ``TRUST_WINDOW``
-  (0.4 s) ago.
+  (0.4 s) ago, and
+* it was read under a memcached epoch (not while its node was bypassed).
 
 Take a write W committed at ``c`` whose round finished its memcached
-deletes at ``d`` and committed its announcement at ``m > d``. A reader on
-another node that recorded after the bump W's announcement caused reads
-memcached after ``d``: fresh. One that recorded before it holds an old value
-only until that bump, which happens before any heartbeat sent after ``m`` is
-processed; so at a time ``t`` when it is still served past the ttl, the
-heartbeat trusted was sent before ``m``, and ``t < m + TRUST_WINDOW``:
-``c`` + the round (a few milliseconds in steady state, bounded by the
-memcached timeouts as app/nearcache.py says) + the announcement + 0.4 s.
+deletes at ``d`` and committed its announcement at ``m > d``, before W
+answered at ``a``. A reader on another node that recorded after the bump
+W's announcement caused reads memcached after ``d``: fresh. One that
+recorded before it holds an old value only until that bump, which happens
+before any heartbeat sent after ``m`` is processed; so at a time ``t`` when
+it is still served past the ttl, the heartbeat trusted was sent before
+``m``, and ``t < m + TRUST_WINDOW < a + 0.4 s``; from the commit, ``c`` +
+the round (a few milliseconds in steady state, bounded by the memcached
+timeouts as app/nearcache.py says) + the announcement + 0.4 s. Nothing the
+writer does after answering matters: its process may be killed then.
 Otherwise the entry is held to the plain ttl, whose bound app/nearcache.py
 gives. A session that fails, or stops answering (a frozen backend, a network
 partition), stops its heartbeats: within 0.4 s every entry is back to the
-ttl, and a new session trusts only entries recorded after its own LISTEN.
+ttl, a new session trusts only entries recorded after its own LISTEN, and
+a session with no heartbeat heard back for ``SEND_TIMEOUT`` is replaced.
 
-**A stalled announcement.** The bound above counts from ``m``, and an
-announcement can be late: the writer's announcing session stalls (a
-frozen backend, a network flap), or fails and retries, while the reader's
-own heartbeats keep coming back. So each write's keys have a deadline,
-``ANNOUNCE_DEADLINE`` (0.2 s) after they were handed in at ``p``: keys not
-carried by a committed announcement by then are treated as a lost
-invalidation, and the writer retires their memcached nodes' epochs
-(app/cache_epochs.py). An entry records the epoch it was read under and is
-valid only while that epoch is current (app/nearcache.py), so every other
-process drops it at its next epoch poll: by ``p`` + 0.2 s + the bump + the
-poll interval (0.25 s) + slack, ~0.6 s, the bound epochs give a lost
-delete. If that bump fails too (Postgres unreachable for the writer), the
-window is the one app/cache_epochs.py names. At a worker's exit keys still
-unannounced after a second go the same way. What stays open, as for the
-memcached delete itself: a writer process killed between its deletes and
-its announcement (a write killed before its delete leaves memcached's value
-up to the detail ttl, 60 s).
+**A late announcement.** The writer's announcing session can stall (a
+frozen backend, a network flap) or fail and reconnect, while the readers'
+own heartbeats keep coming back. So a write waits at most
+``ANNOUNCE_DEADLINE`` (0.2 s) for its announcement; then its keys are
+treated as a lost invalidation: the writer retires their memcached nodes'
+epochs (app/cache_epochs.py) and answers once every process has had a poll
+interval to adopt the new epoch, as for a lost delete. An entry records
+the epoch it was read under and is valid only while that epoch is current
+(app/nearcache.py), so no process serves it after that; the bound is the
+one epochs give a lost delete. If that bump fails too (Postgres unreachable
+for the writer), the window is the one app/cache_epochs.py names. A send
+that takes ``SEND_TIMEOUT`` abandons its session, so one frozen backend
+costs the writes of about a second, not every later one.
 
-Every node must run with the same PEREGRINE_NEAR_CACHE_LISTENED_TTL: a
-node with it at 0 (or a release before this module) announces nothing, and
-a node that listens would hold that node's writes' old values up to
-``listened_ttl``; a rolling upgrade from such a release runs with it at 0
-until every node is upgraded (deploy/ansible/README.md).
+Every node must run a release that announces before any node listens: a
+node of an older release announces nothing, and a node that listens would
+hold that node's writes' old values up to ``listened_ttl``. So a rolling
+upgrade from such a release runs with the listened ttl at 0 (announcing,
+not listening) until every node is upgraded (deploy/ansible/README.md).
 """
 
 from __future__ import annotations
 
-import collections
 import fcntl
 import logging
 import math
@@ -97,80 +98,106 @@ from app.queries import near as q
 log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL = 0.1
-#: How long a write's keys may wait to be announced before their memcached
-#: nodes' epochs are retired instead (Announcer): bounds a stalled announcement.
+#: How long a write waits for its keys to be announced before their memcached
+#: nodes' epochs are retired instead (Announcer).
 ANNOUNCE_DEADLINE = 0.2
+#: A send (announcement or heartbeat) taking longer abandons its session: a
+#: pg_notify transaction with asynchronous commit takes about a millisecond.
+SEND_TIMEOUT = 1.0
 _RECONNECT_MAX = 2.0
 #: How often a worker that does not listen tries to take over the node's listener.
 LEAD_POLL = 0.2
 
 
+class _SendTimeout(Exception):
+    """An announcement or heartbeat took longer than its session is trusted to."""
+
+
 class Announcer:
-    """Sends the keys writes invalidated, on a session of its own, as soon as it can.
+    """Sends the keys writes invalidated, on a session of its own; writes wait for it.
 
-    ``announce`` never blocks the invalidation round that calls it: the keys
-    wait here and go out in one ``pg_notify`` transaction with whatever else
-    arrived meanwhile. A dedicated session, not the pool: under load the
-    pool's queue (up to its 1 s timeout) would add to every announcement's
-    delay, which is part of the cross-node bound.
+    ``announce`` returns once a committed ``pg_notify`` transaction carries
+    the keys: concurrent writers' keys share one (the worker's rounds hand
+    theirs in while one is in flight, and the next takes them all). A
+    dedicated session, not the pool: under load the pool's queue (up to its
+    1 s timeout) would delay every write.
 
-    Keys not announced within ``deadline`` of being handed in (the session
-    stalled, Postgres is slow for it, it failed and is retrying) are given
-    to ``lost``: the factory passes the cache's lost-invalidation path,
-    which retires their memcached nodes' epochs, and every other process
-    drops its entries read under the old epoch at its next poll (app/cache_epochs.py).
-    They are still announced when the session recovers.
+    A write does not answer before its keys are announced, so no later event
+    in the writer (its process killed, its loop starved, its host cut off
+    from Postgres) can leave another node's entry trusted past the bound.
+    Keys not announced within ``deadline`` (the session stalled, Postgres is
+    slow for it, it failed and is reconnecting) are given to ``lost``: the
+    factory passes the cache's lost-invalidation path, which retires their
+    memcached nodes' epochs (app/cache_epochs.py), and ``announce`` returns
+    the time the writer must wait for, as a lost delete does. They are still
+    announced when the session recovers. A send that takes longer than
+    ``send_timeout`` abandons its session and reconnects: a frozen backend
+    would otherwise hold every later write to the deadline.
     """
 
     def __init__(self, pool, node: str, *, lost=None, metrics=NULL_METRICS,
-                 deadline: float = ANNOUNCE_DEADLINE, clock=time.monotonic):
+                 deadline: float = ANNOUNCE_DEADLINE, send_timeout: float = SEND_TIMEOUT,
+                 clock=time.monotonic):
         self._pool = pool
         self._node = node
-        self._lost = lost  # keys -> None; None: nothing to fall back on (tools, tests)
+        self._lost = lost  # keys -> when to answer; None: nothing to fall back on (tools)
         self._metrics = metrics
         self._deadline = deadline
+        self._send_timeout = send_timeout
         self._clock = clock
         self._pending: dict[str, None] = {}  # ordered, without duplicates
         self._handed = 0  # announce() calls so far
         self._sent = 0  # ...whose keys a committed announcement carried
-        self._due: collections.deque = collections.deque()  # (call, deadline, keys)
-        self._due_changed = gevent.event.Event()
-        self._closing = False
+        self._progress = gevent.event.Event()  # set (and replaced) when _sent moves
         self._wake = gevent.event.Event()
-        self._idle = gevent.event.Event()
-        self._idle.set()
         self._greenlet: gevent.Greenlet | None = None
-        self._watchdog: gevent.Greenlet | None = None
         self._conn = None
+        self._late = False  # the last announce() gave up: warn once per spell
 
-    def announce(self, keys: list[str]) -> None:
-        """After a write's memcached invalidation and slot bump: tell the other nodes."""
+    def announce(self, keys: list[str]) -> float:
+        """After a write's memcached invalidation and slot bump: tell the other nodes.
+
+        Returns 0.0 once the keys are announced, or, when they were handed to
+        ``lost`` instead, the ``time.monotonic()`` the writer must wait for
+        before it answers.
+        """
         for k in keys:
             self._pending[k] = None
         self._handed += 1
-        self._due.append((self._handed, self._clock() + self._deadline, keys))
-        if len(self._due) == 1:
-            self._due_changed.set()  # the watchdog had nothing to wait for
-        self._idle.clear()
+        call = self._handed
         self._wake.set()
         if self._greenlet is None or self._greenlet.dead:
             self._greenlet = gevent.spawn(self._run)
-        if self._watchdog is None or self._watchdog.dead:
-            self._watchdog = gevent.spawn(self._watch)
+        give_up_at = self._clock() + self._deadline
+        while self._sent < call:
+            progress = self._progress  # set by the sender after it moves _sent
+            remaining = give_up_at - self._clock()
+            if remaining <= 0 or not wait_for(progress, remaining):
+                if self._sent >= call:
+                    break
+                return self._give_up(keys)
+        self._late = False
+        return 0.0
 
-    def close(self, timeout: float = 1.0) -> None:
-        """Send what is pending (at most ``timeout`` seconds); hand the rest to ``lost``; stop."""
+    def close(self) -> None:
+        """Stop sending (after the rounds: every caller has had its answer)."""
         if self._greenlet is not None:
-            wait_for(self._idle, timeout)
             self._greenlet.kill(block=True, timeout=1)
-        self._closing = True
-        self._due_changed.set()
-        if self._watchdog is not None:
-            self._watchdog.join(timeout=5)  # an epoch bump waits at most the pool timeout
-            self._watchdog.kill(block=True, timeout=1)
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            _close_quietly(conn)
+        self._disconnect()
+
+    def _give_up(self, keys: list[str]) -> float:
+        self._metrics.incr("cache.near.announce_late")
+        if not self._late:
+            log.warning("catalog invalidations not announced to other nodes within %.1f s: "
+                        "retiring their cache node's epoch instead", self._deadline)
+        self._late = True
+        if self._lost is None:
+            return 0.0
+        try:
+            return self._lost(keys)
+        except Exception:  # the epochs retry on their own
+            log.exception("could not retire the cache epoch for unannounced invalidations")
+            return 0.0
 
     def _run(self) -> None:
         delay = HEARTBEAT_INTERVAL
@@ -179,77 +206,44 @@ class Announcer:
             wait_for(self._wake)
             self._wake.clear()
             if not self._pending:
-                self._idle.set()
                 continue
             # Taken out now: a key announced again while this one is in flight
             # (a later write, after its own deletes) must go out again, after.
             keys, self._pending = list(self._pending), {}
             covers = self._handed  # every call so far has its keys here or already sent
             try:
-                conn = self._conn
-                if conn is None:
-                    conn = self._conn = self._pool.connect_dedicated(
-                        f"peregrine-announce-{os.getpid()}")
-                with conn.cursor() as cur:
-                    q.announce(cur, self._node, keys)
+                with gevent.Timeout(self._send_timeout, _SendTimeout):
+                    conn = self._conn
+                    if conn is None:
+                        conn = self._conn = self._pool.connect_dedicated(
+                            f"peregrine-announce-{os.getpid()}")
+                    with conn.cursor() as cur:
+                        q.announce(cur, self._node, keys)
             except Exception as ex:  # noqa: BLE001 - keep the keys, reconnect, retry
                 self._metrics.incr("cache.near.announce_error")
                 if not failing:
                     log.warning("cannot announce catalog invalidations to other nodes (%s): "
-                                "retrying; writes not announced within %.1f s retire their "
-                                "cache node's epoch instead", type(ex).__name__, self._deadline)
+                                "reconnecting; writes meanwhile retire their cache node's "
+                                "epoch", type(ex).__name__)
                 failing = True
                 self._pending = {**dict.fromkeys(keys), **self._pending}
-                if self._conn is not None:
-                    _close_quietly(self._conn)
-                    self._conn = None
+                self._disconnect()
                 self._wake.set()
                 gevent.sleep(delay)
                 delay = min(delay * 2, _RECONNECT_MAX)
                 continue
             failing, delay = False, HEARTBEAT_INTERVAL
             self._sent = covers
+            progress, self._progress = self._progress, gevent.event.Event()
+            progress.set()
             self._metrics.incr("cache.near.announced")
             if self._pending:
                 self._wake.set()
-            else:
-                self._idle.set()
 
-    def _watch(self) -> None:
-        """Hand keys still unannounced at their deadline (all of them, once closing) to ``lost``."""
-        due = self._due
-        while True:
-            self._due_changed.clear()  # before looking: a change from now on wakes the wait
-            while due and due[0][0] <= self._sent:
-                due.popleft()
-            if self._closing:
-                self._give_up(math.inf)
-                return
-            if not due:
-                wait_for(self._due_changed)
-                continue
-            wait = due[0][1] - self._clock()
-            if wait > 0:
-                wait_for(self._due_changed, wait)
-                continue
-            self._give_up(self._clock())
-
-    def _give_up(self, now: float) -> None:
-        due, keys = self._due, {}
-        while due and due[0][1] <= now:
-            call, _, call_keys = due.popleft()
-            if call > self._sent:
-                keys.update(dict.fromkeys(call_keys))
-        if not keys:
-            return
-        self._metrics.incr("cache.near.announce_late")
-        log.warning("catalog invalidations not announced to other nodes in time: retiring "
-                    "their cache node's epoch instead")
-        if self._lost is not None:
-            try:
-                self._lost(list(keys))
-            except Exception:  # the epochs retry on their own; keep watching
-                log.exception("could not retire the cache epoch for unannounced invalidations")
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            _close_quietly(conn)
 
 
 class Listener:
@@ -287,6 +281,7 @@ class Listener:
         self._stopping = gevent.event.Event()
         self._conn = None
         self.leading = False  # this worker is the node's listener
+        self._heard_here = -math.inf  # the newest heartbeat heard on the current session
         self.backend_pid: int | None = None  # of the current session (tests freeze it)
 
     def start(self) -> None:
@@ -353,14 +348,19 @@ class Listener:
         with conn.cursor() as cur:
             q.unasync(cur)
             q.listen(cur, q.CHANNEL, beats)
-            self._near.listening_since = self._clock()
+            self._near.listening_since = self._heard_here = self._clock()
             next_beat = 0.0
             while True:
                 now = self._clock()
+                if now - self._heard_here > SEND_TIMEOUT:
+                    # A session that stopped answering (a frozen backend's kernel
+                    # still keeps TCP alive): trust lapsed long ago; start afresh.
+                    raise _SendTimeout("no heartbeat heard back")
                 if now >= next_beat:
                     seq += 1
                     sent[seq] = now
-                    q.heartbeat(cur, beats, seq)
+                    with gevent.Timeout(SEND_TIMEOUT, _SendTimeout):
+                        q.heartbeat(cur, beats, seq)
                     next_beat = now + self._interval
                     self._heard(conn, beats, sent)
                 try:
@@ -385,8 +385,10 @@ class Listener:
                 at = sent.get(beat)
                 for old in [b for b in sent if b <= beat]:
                     del sent[old]
-                if at is not None and at > self._near.heard_at:
-                    self._near.heard_at = at
+                if at is not None:
+                    self._heard_here = max(self._heard_here, at)
+                    if at > self._near.heard_at:
+                        self._near.heard_at = at
 
     def _untrust(self) -> None:
         self._near.heard_at = -math.inf

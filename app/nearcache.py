@@ -66,11 +66,13 @@ entries when it adopts the new epoch (<= timeout + bump + poll interval +
 slack, what the epochs already guarantee for memcached itself), including
 entries whose read was in flight under the old epoch.
 
-**Other nodes, heard.** While this process hears every other node's
-writes (app/near_listener.py: a LISTEN session whose heartbeats come back),
-an entry recorded since that session began may live ``listened_ttl``: each
-heard write bumps its keys' slots here as a local write does, and the
-module says why no old value then outlives the announcement by more than
+**Other nodes, heard.** While this node hears every other node's writes
+(app/near_listener.py: one worker's LISTEN session whose heartbeats come
+back; what they prove is in shared memory beside the slots), an entry
+recorded since that session began, under a memcached epoch, may live
+``listened_ttl``: each heard write bumps its keys' slots here as a local
+write does, a write answers only after its announcement committed, and
+that module says why no old value then outlives the answer by more than
 ``TRUST_WINDOW``. The moment that proof lapses, entries are held to ``ttl``
 again, counted from their record, as above.
 
@@ -89,7 +91,8 @@ alone). The placeholder and "does not exist" are never stored.
 
 Caveat: a gunicorn USR2 binary upgrade runs two masters side by side for a
 while, each with its own table; until the old one stops, its workers behave
-like another node (entries expire within ``ttl``). Workers not forked from a
+like another node (they hear each other's announcements, or hold entries
+only ``ttl``), and each master's workers elect their own listener. Workers not forked from a
 master that imported this module would not share a table at all:
 :func:`shared` tells the factory, which then only enables the near cache for
 a single-process server.
@@ -187,9 +190,10 @@ class NearCache:
                  max_entries: int = MAX_ENTRIES, clock=time.monotonic,
                  max_bytes: int = MAX_BYTES, listened_ttl: float = 0.0):
         self.ttl = ttl
-        # How long an entry may live while this process hears other nodes'
-        # invalidations (app/near_listener.py sets the two fields below;
-        # until it does, and whenever it stops hearing, only ``ttl`` holds).
+        # How long an entry may live while this node hears other nodes'
+        # invalidations (app/near_listener.py sets heard_at and
+        # listening_since, in the slots' shared memory; until it does, and
+        # whenever it stops hearing, only ``ttl`` holds).
         self.listened_ttl = max(ttl, listened_ttl)
         self.slots = slots
         self._values = slots.values
@@ -232,8 +236,10 @@ class NearCache:
             now = self._clock()
             age = now - recorded_at
             trust = self._trust
-            if age < self.ttl or (age < self.listened_ttl  # HEARD read before SINCE:
-                                  and now - trust[HEARD] < TRUST_WINDOW
+            # Past the ttl only with an epoch tag: a write whose announcement
+            # is late retires the epoch, which a None tag would not notice.
+            if age < self.ttl or (age < self.listened_ttl and tag is not None
+                                  and now - trust[HEARD] < TRUST_WINDOW  # before SINCE
                                   and recorded_at >= trust[SINCE]):
                 return value
         self._drop(key)

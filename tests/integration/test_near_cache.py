@@ -105,7 +105,9 @@ def test_stock_taken_by_an_order_is_seen_at_once_by_every_worker_of_the_node(two
 
 
 def test_another_node_sees_a_write_within_one_second(live_server_factory, db):
-    env = dict(PEREGRINE_RATE_LIMIT_PER_MINUTE="0")
+    # The ttl alone: B does not listen, so its entry is not failed by A's announcement
+    # (tests/integration/test_near_listener.py tests the nodes that hear each other).
+    env = dict(PEREGRINE_RATE_LIMIT_PER_MINUTE="0", PEREGRINE_NEAR_CACHE_LISTENED_TTL="0")
     node_a, node_b = live_server_factory(**env), live_server_factory(**env)
     admin_headers = live_user(node_a.url, db, "admin")
     product_id = insert_product(db, price="5.00")

@@ -165,9 +165,10 @@ def test_the_ttl_variable_is_validated():
 
 # -- entries that hear other nodes (app/near_listener.py) ----------------------
 
-def listening(slots, clock, *, since=None):
-    """A near cache whose listener began at ``since`` and has just heard a heartbeat."""
-    near = NearCache(0.5, slots=slots, clock=clock, listened_ttl=3.0)
+def listening(slots, clock, *, since=None, tag=lambda key: 7):
+    """A near cache whose listener began at ``since`` and has just heard a heartbeat;
+    keys are read under epoch 7 unless ``tag`` says otherwise."""
+    near = NearCache(0.5, slots=slots, clock=clock, listened_ttl=3.0, tag=tag)
     near.listening_since = clock.now if since is None else since
     near.heard_at = clock.now
     return near
@@ -214,6 +215,18 @@ def test_a_heard_bump_fails_a_listened_entry_at_once(slots, clock):
     clock.now += 1.0
     near.heard_at = clock.now
     NearCache(0.5, slots=slots, clock=clock).bump(["k"])  # the listener of another worker
+    assert near.get("k") is None
+
+
+def test_an_entry_read_while_its_memcached_node_was_bypassed_keeps_only_the_ttl(slots, clock):
+    """A late announcement retires epochs; an entry tagged None would not notice."""
+    near = listening(slots, clock, tag=lambda key: None)  # breaker open: read from Postgres
+    fill(near, "k", b"v")
+    clock.now += 0.49
+    near.heard_at = clock.now
+    assert near.get("k") == b"v"
+    clock.now += 0.02
+    near.heard_at = clock.now
     assert near.get("k") is None
 
 
