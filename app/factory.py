@@ -92,7 +92,6 @@ def create_app(
         deps.catalog.use_near_cache(near)
         if config.near_cache_listened_ttl > 0:
             deps.near_listener = near_listener.Listener(near, pool, metrics=metrics)
-            deps.near_listener.start()
     # Whether or not this node keeps near entries or listens, other nodes may: a node
     # with the listened ttl at 0 announces too, so a rollout can turn listening on
     # once every node runs a release that announces (app/near_listener.py).
@@ -127,6 +126,8 @@ def create_app(
         app.replay = Replay(
             deps.catalog.reads, context, metrics, _replayable(ROUTES, config),
             etag=etag_of, cors=bool(config.cors_origins))
+    if deps.near_listener is not None:
+        deps.near_listener.start()  # last: an app that failed to build leaves nothing running
     return app
 
 

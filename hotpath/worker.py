@@ -33,6 +33,7 @@ bench/README.md ("HTTP workers").
 
 import errno
 import ipaddress
+import logging
 import os
 import socket
 import time
@@ -45,6 +46,7 @@ import gevent
 import gevent.event
 from gevent.pool import Pool
 from gevent.server import StreamServer
+from gunicorn.config import PostRequest, PreRequest
 from gunicorn.glogging import Logger
 from gunicorn.http.wsgi import base_environ
 from gunicorn.sock import ssl_context
@@ -92,8 +94,13 @@ class GeventHTTPWorker(GeventWorker):
         self.limits = (cfg.limit_request_line, cfg.limit_request_fields,
                        cfg.limit_request_field_size)
         self.header_map = cfg.header_map
-        self.pre_request = cfg.pre_request
-        self.post_request = cfg.post_request
+        # PERF: gunicorn's default hooks are a debug line (a logger call on
+        # every request: 1 % of a cached read's samples, py-spy) and a no-op;
+        # None skips them. Hooks set in a config run as before.
+        pre, post = cfg.pre_request, cfg.post_request
+        debug = self.log.error_log.isEnabledFor(logging.DEBUG)
+        self.pre_request = None if pre is PreRequest.pre_request and not debug else pre
+        self.post_request = None if post is PostRequest.post_request else post
         self.base_environ = dict(base_environ(cfg))
         self.base_environ.update({
             "wsgi.multithread": True,
@@ -439,7 +446,8 @@ class Connection:
         response = self.response = Response(self, req)
         start = time.perf_counter() if worker.log_access else 0.0
         try:
-            worker.pre_request(worker, req)
+            if worker.pre_request is not None:
+                worker.pre_request(worker, req)
             response.run(worker.wsgi)
             keep = response.keep_alive
         except Exception as ex:  # noqa: BLE001 - an application error is answered, not fatal
@@ -449,10 +457,11 @@ class Connection:
             if worker.log_access:
                 elapsed = timedelta(seconds=time.perf_counter() - start)
                 worker.log.access(response, req, environ, elapsed)
-            try:
-                worker.post_request(worker, req, environ, response)
-            except Exception:
-                worker.log.exception("Exception in post_request hook")
+            if worker.post_request is not None:
+                try:
+                    worker.post_request(worker, req, environ, response)
+                except Exception:
+                    worker.log.exception("Exception in post_request hook")
         return keep
 
     def app_failed(self, req, response, ex):

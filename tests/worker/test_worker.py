@@ -276,3 +276,25 @@ def test_a_chunk_extension_within_the_limit_is_served(our_server):
     responses, _ = exchange(our_server.port, raw)
     assert [r.status for r in responses] == [200]
     assert responses[0].json()["body"] == "hello"
+
+
+def test_request_hooks_set_in_a_config_run_for_every_request(tmp_path):
+    """The worker skips gunicorn's default hooks, never ones a config sets."""
+    calls = tmp_path / "calls"
+    conf = tmp_path / "hooks.py"
+    conf.write_text(
+        f"def pre_request(worker, req):\n"
+        f"    open({str(calls)!r}, 'a').write('pre ' + req.path + '\\n')\n"
+        f"def post_request(worker, req, environ, resp):\n"
+        f"    open({str(calls)!r}, 'a').write('post ' + req.path + ' ' + resp.status + '\\n')\n")
+    server = Server(OURS, "-c", str(conf)).start()
+    try:
+        calls.write_text("")  # what the readiness probe made
+        responses, _ = exchange(server.port, b"GET /hooked HTTP/1.1\r\nHost: t\r\n\r\n"
+                                b"GET /again HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+                                count=2)
+        assert [r.status for r in responses] == [200, 200]
+    finally:
+        server.stop()
+    assert calls.read_text().splitlines() == [
+        "pre /hooked", "post /hooked 200 OK", "pre /again", "post /again 200 OK"]
