@@ -95,17 +95,25 @@ NULL_METRICS: Metrics = NullMetrics()
 
 
 def packets(lines, limit: int = MAX_PACKET):
-    """Join statsd lines with newlines into datagrams of at most ``limit`` bytes."""
-    batch: list[str] = []
-    size = 0
-    for line in lines:
-        if batch and size + len(line) + 1 > limit:
-            yield "\n".join(batch).encode()
-            batch, size = [], 0
-        batch.append(line)
-        size += len(line) + 1
-    if batch:
-        yield "\n".join(batch).encode()
+    """Join statsd lines with newlines into datagrams of at most ``limit`` bytes.
+
+    A line longer than ``limit`` goes alone.
+    """
+    # PERF: one join and one encode for the whole flush, then a cut at the
+    # last newline that fits, per datagram: a Python step per datagram
+    # (~25 lines) instead of per line.
+    blob = "\n".join(lines).encode()
+    start, end = 0, len(blob)
+    while end - start > limit:
+        cut = blob.rfind(b"\n", start, start + limit + 1)
+        if cut < 0:  # the next line alone is longer than the limit
+            cut = blob.find(b"\n", start + limit)
+            if cut < 0:
+                break
+        yield blob[start:cut]
+        start = cut + 1
+    if start < end:
+        yield blob[start:]
 
 
 def latency_histogram(timings, prefix: str = "") -> list[str]:

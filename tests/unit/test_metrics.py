@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 
 import pytest
@@ -59,6 +60,23 @@ def test_packets_join_lines_up_to_the_limit_in_order():
 def test_packets_fill_each_datagram_before_starting_the_next():
     lines = ["a" * 9] * 10  # 9 bytes and a newline each
     assert [len(d) for d in packets(lines, limit=30)] == [29, 29, 29, 9]
+
+
+def test_packets_are_greedy_over_mixed_line_lengths():
+    # Each datagram takes every next line that still fits, and only those.
+    rng = random.Random(7)
+    for limit in (1, 15, 64, MAX_PACKET):
+        lines = ["m" * rng.randint(1, 2 * limit) for _ in range(300)]
+        datagrams = [d.decode() for d in packets(lines, limit=limit)]
+        assert "\n".join(datagrams).split("\n") == lines
+        taken = 0
+        for datagram in datagrams:
+            count = datagram.count("\n") + 1
+            assert len(datagram) <= limit or count == 1
+            following = taken + count
+            if following < len(lines):
+                assert len(datagram) + 1 + len(lines[following]) > limit
+            taken = following
 
 
 def test_a_line_longer_than_the_limit_is_sent_alone():

@@ -298,3 +298,77 @@ def test_request_hooks_set_in_a_config_run_for_every_request(tmp_path):
         server.stop()
     assert calls.read_text().splitlines() == [
         "pre /hooked", "post /hooked 200 OK", "pre /again", "post /again 200 OK"]
+
+
+def test_a_kept_alive_connection_serves_the_next_request_in_pieces(our_server):
+    """After an answer the worker waits for the socket before it reads:
+    a next request trickled in byte runs, and one sent with its body
+    split, are still read whole."""
+    with socket.create_connection(("127.0.0.1", our_server.port), timeout=5) as sock:
+        for n in range(3):
+            sock.sendall(_get(b"/first"))
+            assert [r.status for r in read_responses(sock, 1, linger=0.05)[0]] == [200]
+            head = _get(b"/trickled/%d" % n, b"X-Run: " + b"r" * 40 + b"\r\n")
+            for i in range(0, len(head), 9):
+                sock.sendall(head[i:i + 9])
+                time.sleep(0.01)
+            responses, closed = read_responses(sock, 1, linger=0.05)
+            assert not closed
+            assert responses[0].json()["PATH_INFO"] == f"/trickled/{n}"
+            assert responses[0].json()["headers"]["HTTP_X_RUN"] == "r" * 40
+        sock.sendall(b"POST /split HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\nabc")
+        time.sleep(0.05)
+        sock.sendall(b"def")
+        responses, _ = read_responses(sock, 1, linger=0.05)
+        assert responses[0].json()["body"] == "abcdef"
+
+
+def test_a_client_leaving_after_an_answer_ends_its_connection_quietly(server_factory):
+    server = server_factory()
+    for _ in range(20):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(_get(b"/"))
+            assert [r.status for r in read_responses(sock, 1, linger=0.01)[0]] == [200]
+            sock.shutdown(socket.SHUT_WR)  # the worker is waiting for a next head
+            assert _wait_for_eof(sock, 3) < 2
+    responses, _ = exchange(server.port, _get(b"/after"))
+    assert responses[0].status == 200
+    errors = server.stop()
+    assert "Traceback" not in errors and "Error handling" not in errors
+
+
+def test_pipelined_requests_over_tls_are_all_answered(tmp_path):
+    """TLS may hold decrypted requests the socket no longer shows as
+    readable: those connections read without waiting for the socket."""
+    import ssl
+    import subprocess
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=t",
+                    "-keyout", str(tmp_path / "t.key"), "-out", str(tmp_path / "t.crt")],
+                   check=True, capture_output=True)
+    server = Server(OURS, "--certfile", str(tmp_path / "t.crt"),
+                    "--keyfile", str(tmp_path / "t.key"))
+    server._answers = lambda: True  # its plain-HTTP readiness probe cannot speak TLS
+    server.start()
+    context = ssl.create_default_context(cafile=str(tmp_path / "t.crt"))
+    context.check_hostname = False
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                raw = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the TLS server did not listen"
+                time.sleep(0.1)
+        with context.wrap_socket(raw) as sock:
+            for rounds in (1, 3):
+                sock.sendall(b"".join(_get(b"/tls/%d" % i) for i in range(rounds)))
+                responses, closed = read_responses(sock, rounds, linger=0.05)
+                assert not closed
+                assert [r.json()["PATH_INFO"] for r in responses] == [
+                    f"/tls/{i}" for i in range(rounds)]
+                assert responses[0].json()["wsgi.url_scheme"] == "https"
+    finally:
+        server.stop()
