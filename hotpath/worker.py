@@ -537,7 +537,9 @@ def _recv_when_readable(sock):
     answer, so a read right after an answer nearly always finds nothing:
     gevent's recv() then pays a failed recv syscall and an OSError raised
     and caught before it waits. Waiting first (gevent's own wait on the
-    socket's read watcher) skips both.
+    socket's read watcher) skips both: the cached product read 19.2k ->
+    21.2k req/s, 51.5 -> 46.4 us of worker CPU per request (bench/README.md,
+    "Reads after an answer wait for the socket").
     """
     event = sock._read_event
     if event is None:  # closed: recv() raises what a closed socket does
