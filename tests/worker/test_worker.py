@@ -341,17 +341,15 @@ def test_pipelined_requests_over_tls_are_all_answered(tmp_path):
     """TLS may hold decrypted requests the socket no longer shows as
     readable: those connections read without waiting for the socket."""
     import ssl
-    import subprocess
 
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=t",
-                    "-keyout", str(tmp_path / "t.key"), "-out", str(tmp_path / "t.crt")],
-                   check=True, capture_output=True)
-    server = Server(OURS, "--certfile", str(tmp_path / "t.crt"),
-                    "--keyfile", str(tmp_path / "t.key"))
+    from tests.support.nginx import self_signed_certificate
+
+    self_signed_certificate(tmp_path)
+    server = Server(OURS, "--certfile", str(tmp_path / "peregrine.crt"),
+                    "--keyfile", str(tmp_path / "peregrine.key"))
     server._answers = lambda: True  # its plain-HTTP readiness probe cannot speak TLS
     server.start()
-    context = ssl.create_default_context(cafile=str(tmp_path / "t.crt"))
+    context = ssl.create_default_context(cafile=str(tmp_path / "peregrine.crt"))
     context.check_hostname = False
     try:
         deadline = time.monotonic() + 20
