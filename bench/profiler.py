@@ -46,7 +46,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.compare import client, measure, servers, stack
-from bench.http_workers import free_port
+from bench.compare.session import Session
 
 SCENARIOS = ("product", "list", "me", "healthz")
 ROTATE_LUA = os.path.join(servers.ROOT, "bench", "wrk", "rotate.lua")
@@ -164,23 +164,9 @@ def main() -> int:
             tempfile.TemporaryDirectory(prefix="peregrine-profile-") as tmp:
         server = servers.peregrine(statsd_port)
         server.env.update(overrides)
-        port = free_port()
-        with open(os.path.join(tmp, "server.log"), "wb") as log:
-            process = servers.start(server, port, env, log)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    client.call(port, "GET", "/healthz")
-                    break
-                except OSError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        with open(os.path.join(tmp, "server.log"), errors="replace") as f:
-                            tail = f.read()[-3000:]
-                        raise RuntimeError(f"the server did not serve:\n{tail}") from None
-                    time.sleep(0.2)
-            pid = servers.worker_pid(server, process)
-            url, options, script_args = load(port, args.scenario, tmp)
+        with Session(server, env, tmp) as session:
+            pid = session.pid
+            url, options, script_args = load(session.port, args.scenario, tmp)
             measure.wrk(url, 3, args.connections, options, script_args)  # warm-up
             profiler = None
             if args.profiler != "none":
@@ -193,8 +179,6 @@ def main() -> int:
                 _, errors = profiler.communicate(timeout=args.duration + 60)
                 if profiler.returncode:
                     sys.exit(f"{args.profiler} failed: {errors.strip()}")
-        finally:
-            servers.stop(process)
     served = max(result["requests"], 1)
     print(f"{args.scenario}: {result['rps']:,.0f} req/s, p99 {result['p99_ms']:.2f} ms, "
           f"errors {result['non_2xx'] + result['socket_errors']}; worker CPU per request: "

@@ -538,7 +538,7 @@ def _recv_when_readable(sock):
     gevent's recv() then pays a failed recv syscall and an OSError raised
     and caught before it waits. Waiting first (gevent's own wait on the
     socket's read watcher) skips both: the cached product read 19.2k ->
-    21.2k req/s, 51.5 -> 46.4 us of worker CPU per request (bench/README.md,
+    21.2k req/s, 51.4 -> 46.4 us of worker CPU per request (bench/README.md,
     "Reads after an answer wait for the socket").
     """
     event = sock._read_event
@@ -547,7 +547,7 @@ def _recv_when_readable(sock):
     sock._wait(event)
     try:
         return sock._sock.recv(RECV_SIZE)
-    except BlockingIOError:  # woken without data after all: the usual path
+    except BlockingIOError:  # woken without data after all: gevent's recv() waits again
         return sock.recv(RECV_SIZE)
 
 
