@@ -138,7 +138,7 @@ comma                := ,
 bench_locustfiles     = locustfiles/$(SUITE).py$(if $(SHAPE),$(comma)locustfiles/shapes/$(SHAPE).py)
 bench_results         = results/$(SUITE)$(if $(SHAPE),_$(SHAPE))
 
-.PHONY: bench-http bench-venv bench-load bench-ui bench-distributed
+.PHONY: bench-http bench-profile bench-venv bench-load bench-ui bench-distributed
 
 bench-http: build ## Worker classes side by side on the real app: wrk, pinned cores, ~5 min.
 	@bash scripts/system-deps.sh wrk=wrk taskset=util-linux
@@ -151,6 +151,13 @@ BENCH_ARGS ?=
 bench: build ## Peregrine vs the FastAPI and Granian peers, one worker on one core: ~5 min.
 	@bash scripts/system-deps.sh wrk=wrk taskset=util-linux
 	$(PY) -m bench.compare $(BENCH_ARGS)
+
+# PROFILE_ARGS: e.g. --scenario me --profiler py-spy (see bench/profiler.py --help).
+PROFILE_ARGS ?=
+
+bench-profile: build $(BENCH_VENV)/.installed ## Where one deployed worker's CPU goes under wrk load: µs/request, py-spy or perf stacks.
+	@bash scripts/system-deps.sh wrk=wrk taskset=util-linux
+	$(PY) bench/profiler.py $(PROFILE_ARGS)
 
 # locust lives in its own venv: it must not change the app's pinned packages.
 $(BENCH_VENV)/.installed: bench/requirements.txt

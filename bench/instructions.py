@@ -32,6 +32,7 @@ Usage (from the repository root; ~5 min)::
 
     .venv/bin/python bench/instructions.py [--scenarios product-near me] [--requests 1600]
     .venv/bin/python bench/instructions.py --costs-off --scenarios healthz
+    .venv/bin/python bench/instructions.py --scenarios me --keep-dumps   # then callgrind_annotate
 
 ``--costs-off`` measures the same build with the request line, statsd and
 recycling off (``PEREGRINE_LOG_LEVEL=warning``, no ``PEREGRINE_STATSD_ADDR``,
@@ -126,7 +127,8 @@ def callgrind(*argv: str) -> None:
     subprocess.run(["callgrind_control", *argv], check=True, capture_output=True)
 
 
-def dumped_instructions(out_dir: str, pid: int, before: set) -> int:
+def dumped_instructions(out_dir: str, pid: int, before: set) -> tuple[int, str]:
+    """The instruction count of the dump callgrind wrote since ``before``, and its path."""
     for _ in range(50):
         new = set(glob.glob(os.path.join(out_dir, f"callgrind.{pid}.*"))) - before
         if new:
@@ -134,20 +136,21 @@ def dumped_instructions(out_dir: str, pid: int, before: set) -> int:
             time.sleep(0.5)  # the dump is written in one go, but let it finish
             found = re.search(r"^summary: (\d+)", open(newest).read(), re.M)
             if found:
-                return int(found.group(1))
+                return int(found.group(1)), newest
         time.sleep(0.2)
     raise RuntimeError("callgrind wrote no dump")
 
 
 def measure(port: int, pid: int, out_dir: str, plan: Plan, requests: int,
-            connections: int) -> tuple[int, int]:
+            connections: int) -> tuple[int, str, int]:
     warm = min(requests, max(2 * len(plan.paths), 2 * connections))
     failures = drive(port, plan, warm, connections)
     before = set(glob.glob(os.path.join(out_dir, f"callgrind.{pid}.*")))
     callgrind("-z", str(pid))
     failures += drive(port, plan, requests, connections)
     callgrind("-d", str(pid))
-    return dumped_instructions(out_dir, pid, before), failures
+    instructions, dump = dumped_instructions(out_dir, pid, before)
+    return instructions, dump, failures
 
 
 def main() -> int:
@@ -157,6 +160,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--costs-off", action="store_true",
                         help="request line, statsd and recycling off (not the production defaults)")
+    parser.add_argument("--keep-dumps", action="store_true",
+                        help="copy each scenario's callgrind dump to bench/results/, for "
+                             "callgrind_annotate or kcachegrind")
     args = parser.parse_args()
     requests = args.requests - args.requests % args.connections
     missing = [tool for tool in ("valgrind", "callgrind_control") if shutil.which(tool) is None]
@@ -165,6 +171,9 @@ def main() -> int:
 
     statsd_port, _counts = stack.statsd_sink()
     results = {}
+    results_dir = os.path.join(ROOT, "bench", "results")
+    os.makedirs(results_dir, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     with stack.services(products=2000, users=20) as env, \
             tempfile.TemporaryDirectory(prefix="peregrine-instructions-") as out_dir:
         stocked = stack.stock_up(env)
@@ -208,12 +217,17 @@ def main() -> int:
             }
             print(f"{'scenario':15} {'instructions/request':>21}", flush=True)
             for name in args.scenarios:
-                instructions, failures = measure(PORT, pid, out_dir, plans[name], requests,
-                                                 args.connections)
+                instructions, dump, failures = measure(PORT, pid, out_dir, plans[name],
+                                                       requests, args.connections)
                 if failures:
                     raise RuntimeError(f"{name}: {failures} requests failed")
                 results[name] = round(instructions / requests)
-                print(f"{name:15} {results[name]:>21,}", flush=True)
+                kept = ""
+                if args.keep_dumps:
+                    kept = os.path.join(results_dir, f"callgrind-{name}-{stamp}.out")
+                    shutil.copyfile(dump, kept)
+                    kept = f"   {os.path.relpath(kept, ROOT)}"
+                print(f"{name:15} {results[name]:>21,}{kept}", flush=True)
         finally:
             server.terminate()
             try:
@@ -221,9 +235,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 server.kill()
             log.close()
-    os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    path = os.path.join(ROOT, "bench", "results",
-                        time.strftime("instructions-%Y%m%d-%H%M%S.json", time.gmtime()))
+    path = os.path.join(results_dir, f"instructions-{stamp}.json")
     with open(path, "w") as out:
         json.dump({"requests": requests, "connections": args.connections,
                    "configuration": "costs off" if args.costs_off else "production defaults",

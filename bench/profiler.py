@@ -153,6 +153,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.duration < 1:
         parser.error("--duration must be at least 1 second")
+    for tool, package in (("wrk", "wrk"), ("taskset", "util-linux")):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is missing: `make bench-profile` installs it "
+                     f"(or apt-get install {package})")
 
     os.makedirs(RESULTS, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
