@@ -63,7 +63,7 @@ class AccessControl:
 
     def __init__(self, secret: bytes, limiter: RateLimiter, general_limit_per_minute: int,
                  metrics, current_role):
-        self._secret = secret
+        self._authenticate = tokens.Authenticator(secret)
         self._current_role = current_role
         self._limiter = limiter
         self._metrics = metrics
@@ -82,7 +82,7 @@ class AccessControl:
             return
         if op.access != PUBLIC:
             try:
-                principal = tokens.authenticate(self._secret, bearer_token(req))
+                principal = self._authenticate(bearer_token(req))
             except tokens.InvalidToken as ex:
                 self._metrics.incr("auth.token.invalid")
                 raise Unauthorized(_EXPIRED if ex.expired else _INVALID) from None

@@ -81,3 +81,59 @@ def test_sealed_values_open_with_their_key_only():
     except sealing.SealBroken:
         return
     raise AssertionError("a value opened under another key")
+
+
+def test_a_remembered_token_is_accepted_until_it_expires():
+    issued = 1_700_000_000
+    token = tokens.issue_access_token(SECRET, USER, "user", now=issued)
+    clock = [issued + 1.0]
+    authenticator = tokens.Authenticator(SECRET, clock=lambda: clock[0])
+    last_valid = issued + tokens.ACCESS_TTL_SECONDS + tokens.LEEWAY_SECONDS
+    assert authenticator(token) == tokens.Principal(USER, "user")
+    clock[0] = last_valid  # remembered, and still within exp + leeway
+    assert authenticator(token) == tokens.Principal(USER, "user")
+    clock[0] = last_valid + 0.001
+    for _ in range(2):  # from memory, then (forgotten) from a full check
+        try:
+            authenticator(token)
+        except tokens.InvalidToken as ex:
+            assert ex.expired
+        else:
+            raise AssertionError("an expired token was accepted from memory")
+
+
+def test_only_the_exact_text_of_an_accepted_token_is_remembered():
+    token = tokens.issue_access_token(SECRET, USER, "user")
+    authenticator = tokens.Authenticator(SECRET)
+    assert authenticator(token).id == USER
+    header, payload, signature = token.split(".")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    for forged in (f"{header}.{payload}.{flipped}", token + "x", " " + token):
+        try:
+            authenticator(forged)
+        except tokens.InvalidToken:
+            continue
+        raise AssertionError(f"{forged!r} passed as the remembered token")
+
+
+def test_the_memory_of_accepted_tokens_is_bounded():
+    authenticator = tokens.Authenticator(SECRET, size=8)
+    users = [f"00000000-0000-4000-8000-{n:012d}" for n in range(20)]
+    issued = [tokens.issue_access_token(SECRET, user, "user") for user in users]
+    for token, user in zip(issued, users, strict=True):
+        assert authenticator(token).id == user
+        assert len(authenticator._accepted) <= 8
+    # Forgotten tokens still verify in full.
+    assert authenticator(issued[0]).id == users[0]
+
+
+def test_a_token_refused_is_refused_every_time_and_not_remembered():
+    token = tokens.issue_access_token(b"t" * 32, USER, "user")
+    authenticator = tokens.Authenticator(SECRET)
+    for _ in range(3):
+        try:
+            authenticator(token)
+        except tokens.InvalidToken:
+            continue
+        raise AssertionError("a token under another secret was accepted")
+    assert not authenticator._accepted
