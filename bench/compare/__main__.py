@@ -187,6 +187,24 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(all ticks, steal ticks) of every CPU since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return sum(fields[:8]), fields[7]  # user nice system idle iowait irq softirq steal
+
+
+def steal_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Share of CPU time the hypervisor gave to other guests between two readings.
+
+    On a shared VM a busy neighbour shows here (and, less visibly, in caches
+    and memory bandwidth): req/s fall with it, so a run with steal above a
+    few percent is one to redo.
+    """
+    total = after[0] - before[0]
+    return 100.0 * (after[1] - before[1]) / total if total else 0.0
+
+
 def versions():
     import hotpath.status
     return {"python": platform.python_version(), "hotpath": hotpath.status.describe(),
@@ -209,6 +227,7 @@ def main():
     reads = [s for s in args.scenarios if s not in PEREGRINE_ONLY]
     results, checks_failed, log_lines, started = {}, [], {}, time.time()
     load = {"start": loadavg()}
+    ticks_at_start = cpu_ticks()
     long_result = None
 
     with tempfile.TemporaryDirectory(prefix="peregrine-compare-") as tmp, \
@@ -292,6 +311,7 @@ def main():
                       f"errors {result['errors']}", file=sys.stderr)
 
     load["end"] = loadavg()
+    load["steal_pct"] = round(steal_pct(ticks_at_start, cpu_ticks()), 1)
     failed_runs = [f"{scenario}/{name}: {r['errors']} errors"
                    for scenario, runs in results.items() for name, r in runs.items()
                    if r["errors"]]
@@ -303,6 +323,7 @@ def main():
     checks = report.targets(results, long_result)
     report.print_targets(checks)
     print(f"\nload average {load['start']} at the start, {load['end']} at the end; "
+          f"CPU stolen by the hypervisor: {load['steal_pct']}%; "
           f"Peregrine request log lines: {log_lines}; statsd sink: {statsd['packets']} packets")
     os.makedirs(RESULTS, exist_ok=True)
     out = os.path.join(RESULTS, time.strftime("compare-%Y%m%d-%H%M%S.json", time.gmtime()))
