@@ -30,7 +30,6 @@ import time
 from typing import Any
 
 import gevent
-import gevent.lock
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
@@ -39,6 +38,7 @@ from gevent.monkey import get_original
 from app import tracing
 from app.errors import DatabaseUnavailable, QueryTimeout, ValidationFailed
 from app.metrics import NULL_METRICS, Metrics
+from app.slots import Slots
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +137,10 @@ class Pool:
         self.max_lifetime = max_lifetime
         self.metrics = metrics
         self._idle: collections.deque[PooledConnection] = collections.deque()
-        # Counts connections checked out (or being opened). Idle ones only
-        # exist because they were once checked out, so open connections never
-        # exceed ``size`` either.
-        self._slots = gevent.lock.BoundedSemaphore(size)
+        # Counts connections checked out (or being opened), handed to waiters
+        # in the order they came (app/slots.py). Idle ones only exist because
+        # they were once checked out, so open connections never exceed ``size``.
+        self._slots = Slots(size)
         self._connect_kwargs: dict[str, Any] = {
             "connection_factory": PooledConnection,
             "cursor_factory": TracedCursor,
@@ -164,7 +164,7 @@ class Pool:
 
     def acquire(self) -> PooledConnection:
         started = time.monotonic()
-        if not self._slots.acquire(timeout=self.timeout):
+        if not self._slots.acquire(self.timeout):
             self.metrics.incr("db.pool.timeout")
             raise PoolExhausted("no database connection became free in time")
         try:

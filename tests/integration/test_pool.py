@@ -178,3 +178,44 @@ def test_an_idle_connection_whose_backend_ended_is_not_handed_out(postgres, db):
         cur.execute("SELECT pg_backend_pid()")
         assert cur.fetchone()[0] != first_pid
     pool.close()
+
+
+def test_a_connection_released_goes_to_the_waiting_greenlet_before_the_releaser_asks_again(
+        postgres):
+    # A request that makes two queries releases and asks again at once; the
+    # request that was waiting meanwhile gets the connection first.
+    pool = Pool(postgres.dsn(), size=1, timeout=2)
+    order = []
+
+    def waiting_request():
+        with pool.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            order.append("waiting request")
+
+    with pool.connection() as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        waiter = gevent.spawn(waiting_request)
+        gevent.sleep(0.05)  # it is in line
+    with pool.connection() as conn, conn.cursor() as cur:  # no yield since the release
+        cur.execute("SELECT 1")
+        order.append("second query")
+    waiter.get(timeout=2)
+    assert order == ["waiting request", "second query"]
+    pool.close()
+
+
+def test_sixty_four_greenlets_through_ten_connections_none_waits_out_its_timeout(postgres):
+    pool = Pool(postgres.dsn(), size=10, timeout=2)
+    done = []
+
+    def request(n):
+        for _ in range(30):
+            with pool.connection() as conn, conn.cursor() as cur:
+                cur.execute("SELECT %s", (n,))
+                assert cur.fetchone() == (n,)
+        done.append(n)
+
+    gevent.joinall([gevent.spawn(request, n) for n in range(64)], raise_error=True)
+    assert sorted(done) == list(range(64))
+    assert pool.idle_count == 10
+    pool.close()
