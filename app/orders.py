@@ -111,6 +111,11 @@ class Orders:
                 raise ValidationFailed("all products in an order must share one currency",
                                        details=[{"field": "$.items",
                                                  "message": "mixed currencies"}]) from None
+            except q.TotalTooLarge:
+                raise ValidationFailed(
+                    f"the order total would exceed {q.MAX_TOTAL}, the most one order can"
+                    " hold: split it into several orders",
+                    details=[{"field": "$.items", "message": "total too large"}]) from None
         if response is None:
             raise _Replay()
         return 201, response, [product_id for product_id, _ in lines]

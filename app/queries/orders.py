@@ -36,6 +36,14 @@ class MixedCurrencies(Refused):
     """The products are priced in more than one currency."""
 
 
+class TotalTooLarge(Refused):
+    """The order's total is beyond what ``orders.total`` (numeric(14, 2)) holds."""
+
+
+# The largest total an order can hold: numeric(14, 2) (app/migrations/0001_initial.sql).
+MAX_TOTAL = "999999999999.99"
+
+
 # The SQLSTATEs place_order() raises on purpose (app/migrations/0010_place_order.sql).
 _REFUSALS = {"PO409": OutOfStock, "PO422": UnknownProducts, "PO423": MixedCurrencies}
 
@@ -66,6 +74,10 @@ def place(cur, user_id: str, idempotency_key: str | None, request_hash: bytes,
                              _encode(address).decode()))
     except psycopg2.errors.ForeignKeyViolation:
         raise UnknownUser(user_id) from None
+    except psycopg2.errors.NumericValueOutOfRange:
+        # Every price fits numeric(12, 2), but 50 lines of 100 may not sum
+        # into the total's numeric(14, 2): the statement wrote nothing.
+        raise TotalTooLarge([product_id for product_id, _ in lines]) from None
     except psycopg2.Error as ex:
         refusal = _REFUSALS.get(ex.pgcode or "")
         if refusal is None:

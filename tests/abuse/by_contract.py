@@ -33,10 +33,12 @@ def by_contract(check: str, status: int, body: bytes) -> bool:
     messages = " ".join(d.get("message", "") for d in error.get("details") or [])
     # Referential and cross-field rules JSON Schema cannot state: a cursor the
     # server never issued, an id or slug that names nothing, one product twice,
-    # products that exist but are priced in different currencies.
+    # products that exist but are priced in different currencies, or whose
+    # stored prices sum beyond what an order's total can hold.
     return (fields == ["$.cursor"]
             or (set(fields) == {"$.items"} and "unknown product" in messages)
             or (set(fields) == {"$.items"} and "mixed currencies" in messages)
+            or (set(fields) == {"$.items"} and "total too large" in messages)
             or (fields == ["$.category"] and "unknown category" in messages)
             or (fields == ["Idempotency-Key"] and "reused with another body" in messages)
             or (fields == ["$.url"] and error.get("message", "").startswith(

@@ -16,7 +16,8 @@ Rows:
   apart: 422s for rules a JSON Schema cannot state (a cursor the server did
   not issue, since cursors are opaque; a product id or category slug that
   names nothing; the same product on two lines of one order; products
-  priced in different currencies in one order; an
+  priced in different currencies in one order, or whose stored prices
+  sum beyond what an order's total can hold; an
   Idempotency-Key reused with another body; a webhook URL the deployment
   may not call: its scheme rule is a setting, PEREGRINE_WEBHOOK_ALLOW_HTTP,
   and the public-address rule depends on DNS, so no static schema can say
@@ -122,6 +123,6 @@ def run(port: int, label: str, token: str, root: Path, max_examples: int, max_ti
         f", {tool_errors} schemathesis-internal error(s): {workdir.name}/output.txt"
         if tool_errors else "")
     others.note = (f"{contract} by-contract rejections (cursor, unknown id/slug, duplicate "
-                   "line, mixed currencies, reused Idempotency-Key, refused webhook URL, "
-                   "If-Match 412, unknown email link token) apart")
+                   "line, mixed currencies, total too large, reused Idempotency-Key, "
+                   "refused webhook URL, If-Match 412, unknown email link token) apart")
     return [responses, others]

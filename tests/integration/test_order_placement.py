@@ -92,6 +92,8 @@ def test_refusals_write_nothing_and_say_why(client, admin, db):
     plenty = create_product(client, admin, stock=10)
     scarce = create_product(client, admin, stock=1)
     euro = create_product(client, admin, stock=10, currency="EUR")
+    dearest = create_product(client, admin, stock=100, price="9999999999.99")
+    second = create_product(client, admin, stock=100, price="9999999999.99")
     user = new_user(client)
     address = msgspec.convert(ADDRESS, Address)
     missing = "00000000-0000-4000-8000-000000000000"
@@ -110,9 +112,30 @@ def test_refusals_write_nothing_and_say_why(client, admin, db):
                     address)
         with pytest.raises(q.UnknownUser):
             q.place(cur, missing, None, digest, [(plenty["id"], 1)], address)
-        cur.execute("SELECT stock FROM products WHERE id IN (%s, %s, %s) ORDER BY stock",
-                    (plenty["id"], scarce["id"], euro["id"]))
-        assert [row[0] for row in cur.fetchall()] == [1, 10, 10]
+        with pytest.raises(q.TotalTooLarge):
+            q.place(cur, user["id"], "refused-1", digest,
+                    [(dearest["id"], 100), (second["id"], 1)], address)
+        cur.execute("SELECT stock FROM products WHERE id IN (%s, %s, %s, %s) ORDER BY stock",
+                    (plenty["id"], scarce["id"], euro["id"], dearest["id"]))
+        assert [row[0] for row in cur.fetchall()] == [1, 10, 10, 100]
         cur.execute("SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM events"
                     " WHERE type = 'order.placed'), (SELECT count(*) FROM idempotency_keys)")
         assert cur.fetchone() == (0, 0, 0)
+
+
+def test_an_order_whose_total_cannot_be_stored_is_a_422_that_names_the_limit(client, admin, db):
+    # One line fits (100 x the largest price is 999,999,999,999.00); two do not.
+    dear = [create_product(client, admin, stock=100, price="9999999999.99") for _ in range(2)]
+    user = new_user(client)
+    result = place(client, user, [(dear[0]["id"], 100), (dear[1]["id"], 1)])
+    assert result.status_code == 422, result.text
+    error = result.json["error"]
+    assert error["code"] == "validation_failed"
+    assert q.MAX_TOTAL in error["message"]
+    assert error["details"] == [{"field": "$.items", "message": "total too large"}]
+    with db.cursor() as cur:
+        cur.execute("SELECT stock FROM products WHERE id IN (%s, %s)",
+                    (dear[0]["id"], dear[1]["id"]))
+        assert [row[0] for row in cur.fetchall()] == [100, 100]
+    placed = place(client, user, [(dear[0]["id"], 100)])
+    assert placed.status_code == 201 and placed.json["total"] == "999999999999.00"

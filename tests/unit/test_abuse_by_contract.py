@@ -22,3 +22,9 @@ def test_other_item_rejections_still_count_as_findings():
                      "mixed currencies")
     assert not by_contract("not_a_server_error", 422, mixed)
     assert not by_contract("positive_data_acceptance", 500, mixed)
+
+
+def test_an_order_total_beyond_what_an_order_holds_is_a_contract_rule():
+    body = envelope("the order total would exceed 999999999999.99, the most one order can hold",
+                    "$.items", "total too large")
+    assert by_contract("positive_data_acceptance", 422, body)
