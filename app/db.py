@@ -282,7 +282,8 @@ class _Checkout:
 
     PERF: a class, not a @contextmanager generator: no generator frame and
     no contextlib wrapper per checkout (~1 us of the ~100 us of GET
-    /v1/users/me under load; bench/README.md "Verified tokens").
+    /v1/users/me under load; bench/README.md "GET /v1/users/me: verified
+    tokens, pool slots in order").
     """
 
     __slots__ = ("_pool", "_conn")

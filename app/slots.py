@@ -20,7 +20,7 @@ nor doubled (a wait that times out just as it is handed one keeps it).
 PERF: a wait is one gevent ``Waiter`` and one libev timer; the semaphore's
 is a linked callback and a ``gevent.Timeout`` (pure Python) besides. 64
 greenlets through 10 slots: 2.3 us instead of 4.2 us of CPU per wait and
-release (bench/README.md, "Pool slots in order").
+release (bench/README.md, "GET /v1/users/me: verified tokens, pool slots in order").
 """
 
 from __future__ import annotations

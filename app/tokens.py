@@ -106,7 +106,8 @@ class Authenticator:
     admin token claims is still checked per request by the caller.
     Bounded: when ``size`` tokens are held, the memory starts over.
     PERF: a hit is ~0.2 us against ~3.6 us to verify (base64, HMAC-SHA256,
-    JSON and the claim checks; bench/README.md "Verified tokens").
+    JSON and the claim checks; bench/README.md "GET /v1/users/me: verified
+    tokens, pool slots in order").
     """
 
     __slots__ = ("_secret", "_size", "_clock", "_accepted")
