@@ -63,8 +63,8 @@ class Slots:
             return True
         hub = get_hub()
         waiter: Waiter = Waiter(hub)
+        timer = hub.loop.timer(timeout)  # before joining the line: it may refuse the timeout
         self._waiters.append(waiter)
-        timer = hub.loop.timer(timeout)
         try:
             timer.start(waiter.switch, _TIMED_OUT)
             ended = waiter.get()
@@ -84,7 +84,7 @@ class Slots:
             # From the hub: Waiter.switch() may only be called there. If the
             # waiter has given up meanwhile (an exception thrown in), its
             # Waiter just stores the value; it saw it had the slot and passed it on.
-            get_hub().loop.run_callback(waiter.switch, _HANDED_OVER)
+            waiter.hub.loop.run_callback(waiter.switch, _HANDED_OVER)
             return
         if self._free >= self.size:
             raise ValueError("released more slots than were acquired")

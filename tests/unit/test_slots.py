@@ -148,3 +148,13 @@ def test_many_greenlets_never_hold_more_than_the_slots():
 
     gevent.joinall([gevent.spawn(work) for _ in range(30)], raise_error=True)
     assert peak == 3 and slots.free == 3 and slots.waiting == 0
+
+
+def test_a_timeout_the_timer_refuses_leaves_no_one_in_line():
+    slots = Slots(1)
+    assert slots.acquire(1.0)
+    with pytest.raises(TypeError):
+        slots.acquire(None)  # type: ignore[arg-type]
+    assert slots.waiting == 0
+    slots.release()
+    assert slots.free == 1  # the slot was not handed to a waiter that is gone
