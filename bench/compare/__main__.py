@@ -46,6 +46,7 @@ from bench.compare.session import Session
 SCENARIOS = ("product", "me", "list", "orders", "miss")
 ON_REQUEST = ("keepalive",)  # too long for every run
 PEREGRINE_ONLY = ("orders", "miss", "keepalive")
+DB_MEASURED = ("miss", "orders")  # Postgres' CPU per request is reported for these
 ROTATE_LUA = os.path.join(servers.ROOT, "bench", "wrk", "rotate.lua")
 ORDERS_LUA = os.path.join(servers.ROOT, "bench", "compare", "orders.lua")
 MISS_LUA = os.path.join(servers.ROOT, "bench", "compare", "miss.lua")
@@ -128,11 +129,12 @@ def bodies(port, paths):
 
 
 def run_scenarios(session, scenarios, plan, args, results, databases=None):
-    """Measure each scenario; with ``databases`` (the miss path) also Postgres' share."""
+    """Measure each scenario; with ``databases`` (the miss path, orders) also Postgres'
+    share."""
     for scenario in scenarios:
         path, options, script_args = plan[scenario]
         probe = None
-        if databases is not None and scenario == "miss":
+        if databases is not None and scenario in DB_MEASURED:
             probe = partial(db_sample, databases)
         result = measure.run(session.pid, session.url(path), args.duration, args.connections,
                              options, script_args, probe=probe)
@@ -294,7 +296,7 @@ def main():
                 logins += 1
                 plan = plans(files, client.login(session.port, logins))
                 if "orders" in args.scenarios:
-                    run_scenarios(session, ["orders"], plan, args, results)
+                    run_scenarios(session, ["orders"], plan, args, results, databases)
                 if args.long:
                     long_result = long_run(session, plan, args)
             log_lines["peregrine-" + "+".join(

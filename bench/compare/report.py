@@ -24,23 +24,26 @@ def print_table(results: dict) -> None:
 
 
 def print_databases(results: dict) -> None:
-    """The miss path's cost on each Postgres server, per request (runs that measured it)."""
-    runs = {name: r for name, r in results.get("miss", {}).items() if "databases" in r}
-    if not runs:
-        return
-    print("\ncatalog-miss path: Postgres per request (CPU us, transactions)")
-    for name, r in runs.items():
-        cells = [f"{db} {c['cpu_us']:.1f} us, {c['xacts_per_req']:.2f} xacts"
-                 for db, c in r["databases"].items()]
-        print(f"  {name:14} {r['rps']:7.0f} req/s, worker {r['cpu_us']:.1f} us; "
-              + "; ".join(cells))
-    base, scaled = runs.get("peregrine"), [r for n, r in runs.items() if n != "peregrine"]
-    for r in scaled:
-        if base:
-            primary = r["databases"]["primary"]["cpu_us"]
-            was = base["databases"]["primary"]["cpu_us"]
-            print(f"  with replicas: {r['rps'] / base['rps']:.2f}x req/s; primary CPU per "
-                  f"request {was:.1f} -> {primary:.1f} us ({primary / was if was else 0:.2f}x)")
+    """What the miss path and the orders cost each Postgres server, per request (runs that
+    measured it)."""
+    titles = {"miss": "catalog-miss path", "orders": "POST /v1/orders"}
+    for scenario, title in titles.items():
+        runs = {name: r for name, r in results.get(scenario, {}).items() if "databases" in r}
+        if not runs:
+            continue
+        print(f"\n{title}: Postgres per request (CPU us, transactions)")
+        for name, r in runs.items():
+            cells = [f"{db} {c['cpu_us']:.1f} us, {c['xacts_per_req']:.2f} xacts"
+                     for db, c in r["databases"].items()]
+            print(f"  {name:14} {r['rps']:7.0f} req/s, worker {r['cpu_us']:.1f} us; "
+                  + "; ".join(cells))
+        base, scaled = runs.get("peregrine"), [r for n, r in runs.items() if n != "peregrine"]
+        for r in scaled:
+            if base:
+                primary = r["databases"]["primary"]["cpu_us"]
+                was = base["databases"]["primary"]["cpu_us"]
+                print(f"  with replicas: {r['rps'] / base['rps']:.2f}x req/s; primary CPU per "
+                      f"request {was:.1f} -> {primary:.1f} us ({primary / was if was else 0:.2f}x)")
 
 
 def print_keepalive(results: dict) -> None:
