@@ -3,13 +3,23 @@
 --   wrk -t1 -c1000 -d60s -s keepalive.lua https://HOST:PORT/ \
 --       -- PATHS_FILE PACE_MS START_EPOCH_MS CONNECTIONS
 --
--- Each connection, once open (TCP and TLS), sends its first request at a
--- random moment of the next PACE_MS, so the connections do not fire in
--- lockstep, and every later one PACE_MS after its previous answer:
--- CONNECTIONS / PACE_MS requests per millisecond in all. (The first request
--- must come soon: nginx closes a connection that sends no request within
--- client_header_timeout.) Use one wrk thread (-t1): the first CONNECTIONS calls
--- of delay() are then the connections' first requests.
+-- Each connection, once open (TCP and TLS), sends its first request at once,
+-- as a real client does (nginx closes a connection that sends no request
+-- within client_header_timeout of its accept), and every later one after a
+-- pause of PACE_MS on average after its previous answer, drawn from
+-- 0.5-1.5 x PACE_MS so that the connections of one batch, which open
+-- together, drift apart: CONNECTIONS / PACE_MS requests per millisecond in
+-- all.
+--
+-- wrk's delay() does not say which connection asks. Every answer is followed
+-- by exactly one delay() call on its connection, and every other call is a
+-- connection that has just opened, so the calls are told apart by counting
+-- the answers not yet followed by their call. Only when a connection opens in
+-- the same event-loop turn as another's answer can the two be swapped: the
+-- opening one then waits as a later request would. While this wrk process is
+-- still opening connections, that wait is kept short (OPENING_PACE_MS), so
+-- even a swapped first request comes within a few seconds of its handshake.
+-- Use one wrk thread (-t1), so CONNECTIONS is this thread's own.
 --
 -- Only requests sent from START_EPOCH_MS on are measured: the opening of every
 -- connection (the harness runs several wrk processes, one batch of clients
@@ -39,6 +49,7 @@ local function now_us()
 end
 
 local BUCKET_US = 100
+local OPENING_PACE_MS = 2000
 
 local paths = {}
 local next_index = 1
@@ -47,6 +58,7 @@ local headers = {}
 local prefix
 local sequence = 0
 local sent = {}  -- request id -> send time (us), for measured requests only
+local unpaced = 0  -- answers whose connection has not yet asked for its next delay
 
 -- Globals: done() reads them from the thread (thread:get).
 opened = 0
@@ -81,17 +93,23 @@ function init(args)
 end
 
 function delay()
-  if opened < connections then
-    -- This connection just finished its TLS handshake: its first request.
-    opened = opened + 1
-    local now = now_us()
-    last_open_ms = math.floor(now / 1000)
-    if now > start_us then
-      late = late + 1
+  if unpaced > 0 then
+    -- A connection that was just answered: its next request.
+    unpaced = unpaced - 1
+    local pace = pace_ms
+    if opened < connections then
+      pace = math.min(pace, OPENING_PACE_MS)
     end
-    return math.random(0, pace_ms)
+    return math.floor(pace * (0.5 + math.random()))
   end
-  return pace_ms
+  -- A connection that has just finished its TLS handshake: its first request.
+  opened = opened + 1
+  local now = now_us()
+  last_open_ms = math.floor(now / 1000)
+  if now > start_us then
+    late = late + 1
+  end
+  return 0
 end
 
 function request()
@@ -108,6 +126,7 @@ function request()
 end
 
 function response(status, response_headers, body)
+  unpaced = unpaced + 1
   local id = response_headers["x-request-id"] or response_headers["X-Request-ID"]
   local sent_at = id and sent[id]
   if not sent_at then

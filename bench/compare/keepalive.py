@@ -9,8 +9,8 @@ vCPUs); wrk, Postgres and memcached run on CPU1.
 
 The clients arrive over a ramp, 1,000 at a time (one wrk process each); each
 connection, once open, sends the cached product read (rotated over the product
-ids) once every ``connections / rate`` seconds, the first at a random moment of
-that interval (bench/compare/keepalive.lua). After a warm-up in which every
+ids) at once, and then again ``connections / rate`` seconds (on average) after
+each answer (bench/compare/keepalive.lua). After a warm-up in which every
 connection opened, the run is measured: req/s and p50/p99 of the requests sent
 in it, connections held (ESTABLISHED sockets on nginx's HTTPS port, sampled
 every second), and the CPU and RSS of nginx's and the app's workers. Errors
