@@ -38,7 +38,7 @@ BROKEN = [
      "UPDATE order_items SET quantity = 0 WHERE order_id = %(order)s"),
     ("order_items_quantity_check",
      "UPDATE order_items SET quantity = 101 WHERE order_id = %(order)s"),
-    ("products_price_check",
+    ("order_items_unit_price_check",
      "UPDATE order_items SET unit_price = -5 WHERE order_id = %(order)s"),
     ("idempotency_keys_key_check",
      "INSERT INTO idempotency_keys (user_id, key, request_hash, response_status, response_body)"
