@@ -74,6 +74,12 @@ def place(cur, user_id: str, idempotency_key: str | None, request_hash: bytes,
                              _encode(address).decode()))
     except psycopg2.errors.ForeignKeyViolation:
         raise UnknownUser(user_id) from None
+    except psycopg2.errors.UniqueViolation as ex:
+        if ex.diag.constraint_name != "idempotency_keys_pkey":
+            raise
+        # Stored meanwhile by a writer outside the key's lock: nothing of this
+        # order was kept, and what is stored is the answer.
+        return None
     except psycopg2.errors.NumericValueOutOfRange:
         # Every price fits numeric(12, 2), but 50 lines of 100 may not sum
         # into the total's numeric(14, 2): the statement wrote nothing.

@@ -8,9 +8,12 @@ is what GET /v1/orders/{id}, the event and an Idempotency-Key replay carry.
 from __future__ import annotations
 
 import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import msgspec
+import psycopg2
 import pytest
 
 from app.queries import orders as q
@@ -139,3 +142,103 @@ def test_an_order_whose_total_cannot_be_stored_is_a_422_that_names_the_limit(cli
         assert [row[0] for row in cur.fetchall()] == [100, 100]
     placed = place(client, user, [(dear[0]["id"], 100)])
     assert placed.status_code == 201 and placed.json["total"] == "999999999999.00"
+
+
+def _waiting_for_a_lock(db) -> int:
+    """Sessions waiting for a lock another holds (the retry, here)."""
+    with db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+        return cur.fetchone()[0]
+
+
+def _until_waiting(db) -> None:
+    deadline = time.monotonic() + 10
+    while not _waiting_for_a_lock(db) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _waiting_for_a_lock(db) == 1, "the second session should wait for the first"
+
+
+def _counts(db, product_id):
+    with db.cursor() as cur:
+        cur.execute("SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM idempotency_keys),"
+                    " (SELECT stock FROM products WHERE id = %s)", (product_id,))
+        return cur.fetchone()
+
+
+def test_a_retry_waits_for_the_first_request_and_then_replays_it(client, admin, db, postgres):
+    """Two sessions, one key: the second waits until the first commits, and writes nothing."""
+    product = create_product(client, admin, stock=5)
+    user = new_user(client)
+    address = msgspec.convert(ADDRESS, Address)
+    digest = hashlib.sha256(b"retry").digest()
+    first = psycopg2.connect(postgres.dsn())  # a transaction left open: the first request
+    try:
+        with first.cursor() as cur:
+            body = q.place(cur, user["id"], "retry-1", digest, [(product["id"], 2)], address)
+        assert body is not None
+        with ThreadPoolExecutor(1) as pool:
+            retry = pool.submit(_place_autocommit, postgres.dsn(), user["id"], "retry-1", digest,
+                                [(product["id"], 2)], address)
+            _until_waiting(db)
+            assert not retry.done()
+            first.commit()
+            assert retry.result(timeout=10) is None  # the key is taken: replay
+    finally:
+        first.close()
+    assert _counts(db, product["id"]) == (1, 1, 3)
+    with db.cursor() as cur:
+        assert q.stored_response(cur, user["id"], "retry-1") == (digest, 201, body)
+
+
+def test_a_retry_after_the_first_rolled_back_places_the_order(client, admin, db, postgres):
+    product = create_product(client, admin, stock=5)
+    user = new_user(client)
+    address = msgspec.convert(ADDRESS, Address)
+    digest = hashlib.sha256(b"rolled back").digest()
+    first = psycopg2.connect(postgres.dsn())
+    try:
+        with first.cursor() as cur:
+            assert q.place(cur, user["id"], "back-1", digest, [(product["id"], 1)], address)
+        with ThreadPoolExecutor(1) as pool:
+            retry = pool.submit(_place_autocommit, postgres.dsn(), user["id"], "back-1", digest,
+                                [(product["id"], 1)], address)
+            _until_waiting(db)
+            first.rollback()
+            assert retry.result(timeout=10) is not None
+    finally:
+        first.close()
+    assert _counts(db, product["id"]) == (1, 1, 4)
+
+
+def test_a_key_stored_by_a_writer_outside_the_lock_rolls_the_order_back(client, admin, db,
+                                                                       postgres):
+    """Should anything else store the key meanwhile, the order is undone and replayed."""
+    product = create_product(client, admin, stock=5)
+    user = new_user(client)
+    address = msgspec.convert(ADDRESS, Address)
+    other = psycopg2.connect(postgres.dsn())
+    try:
+        with other.cursor() as cur:  # no advisory lock: straight into the table, uncommitted
+            cur.execute("INSERT INTO idempotency_keys (user_id, key, request_hash,"
+                        " response_status, response_body) VALUES (%s, 'outside-1', '', 201,"
+                        " 'stored')", (user["id"],))
+        with ThreadPoolExecutor(1) as pool:
+            placing = pool.submit(_place_autocommit, postgres.dsn(), user["id"], "outside-1",
+                                  b"x", [(product["id"], 1)], address)
+            _until_waiting(db)  # it placed the order and waits on the key's index entry
+            assert not placing.done()
+            other.commit()
+            assert placing.result(timeout=10) is None
+    finally:
+        other.close()
+    assert _counts(db, product["id"]) == (0, 1, 5)
+
+
+def _place_autocommit(dsn, user_id, key, digest, lines, address):
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            return q.place(cur, user_id, key, digest, lines, address)
+    finally:
+        conn.close()
