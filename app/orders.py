@@ -13,7 +13,7 @@ Correctness under any concurrency comes from Postgres, never from the cache:
   half-written.
 
 A placement is one call of the ``place_order()`` SQL function
-(app/migrations/0010_place_order.sql), which does all of the above.
+(app/migrations/0010_place_order.sql, as 0013 redefines it), which does all of the above.
 """
 
 from __future__ import annotations

@@ -42,11 +42,17 @@ BEGIN
         -- commits (then this one finds the key taken) or rolls back. Each
         -- statement of this function sees what committed before it began,
         -- and the lock goes only once the first transaction is visible.
-        -- ("idem", a hash of buyer and key: two keys sharing a hash only
-        -- wait for each other.)
-        PERFORM pg_advisory_xact_lock(1768187245, hashtext(buyer || ' ' || idempotency_key));
-        IF EXISTS (SELECT FROM idempotency_keys k
-                   WHERE k.user_id = buyer::uuid AND k.key = idempotency_key) THEN
+        -- ("idem", a hash of buyer and key, the buyer spelled as the record
+        -- keys it: two keys sharing a hash only wait for each other.)
+        PERFORM pg_advisory_xact_lock(1768187245,
+                                      hashtext(buyer::uuid::text || ' ' || idempotency_key));
+        -- A locking read, so that a record being deleted (prune, an account
+        -- erased) is waited for, as the placeholder's insert waited: once it
+        -- is gone this is a first request again.
+        PERFORM FROM idempotency_keys k
+            WHERE k.user_id = buyer::uuid AND k.key = idempotency_key
+            FOR KEY SHARE;
+        IF FOUND THEN
             RETURN NULL;
         END IF;
     END IF;

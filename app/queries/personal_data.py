@@ -51,6 +51,11 @@ def erase(cur, user_id: str) -> tuple[int, bool]:
     and when, but no longer where from. Everything else hanging off the user
     (sessions, tokens, mails, two-factor, idempotency keys) cascades.
     """
+    # The account's row first: an order being placed holds a key-share lock
+    # on it (the foreign key) until it commits, so this waits for that order,
+    # and the redaction below, a statement of its own, then sees it. Without
+    # the lock, an order committed meanwhile would keep its address.
+    cur.execute("SELECT FROM users WHERE id = %s FOR UPDATE", (user_id,))
     cur.execute("UPDATE orders SET shipping_address = %s WHERE user_id = %s",
                 (msgspec.json.encode(REDACTED_ADDRESS).decode(), user_id))
     orders = cur.rowcount

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import msgspec
+import psycopg2
+
+from app.queries import orders as order_queries
+from app.queries import personal_data
+from app.schemas.orders import Address
 from tests.support.api import PASSWORD, new_user
 from tests.support.catalog import create_product
 
@@ -116,3 +126,41 @@ def test_the_last_admin_cannot_be_deleted(client, admin, db):
     assert delete_me(client, second).status_code == 409
     user = new_user(client)
     assert delete_me(client, user).status_code == 204
+
+
+def test_an_order_committed_while_the_account_is_erased_keeps_no_address(client, admin, db,
+                                                                         postgres):
+    """Two sessions: an order not yet committed when the erasure starts is redacted too."""
+    product = create_product(client, admin, stock=5)
+    user = new_user(client)
+    placing = psycopg2.connect(postgres.dsn())  # the order's transaction, still open
+    try:
+        with placing.cursor() as cur:
+            assert order_queries.place(cur, user["id"], None, hashlib.sha256(b"e").digest(),
+                                       [(product["id"], 1)], msgspec.convert(ADDRESS, Address))
+
+        def erase():
+            conn = psycopg2.connect(postgres.dsn())
+            try:
+                with conn, conn.cursor() as cur:
+                    return personal_data.erase(cur, user["id"])
+            finally:
+                conn.close()
+
+        with ThreadPoolExecutor(1) as pool:
+            erasing = pool.submit(erase)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                with db.cursor() as cur:
+                    cur.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                    if cur.fetchone()[0]:
+                        break
+                time.sleep(0.02)
+            assert not erasing.done(), "the erasure should wait for the order"
+            placing.commit()
+            assert erasing.result(timeout=10) == (1, True)
+    finally:
+        placing.close()
+    with db.cursor() as cur:
+        cur.execute("SELECT user_id, shipping_address FROM orders")
+        assert cur.fetchall() == [(None, personal_data.REDACTED_ADDRESS)]

@@ -81,7 +81,7 @@ def test_an_order_rolled_back_after_its_event_was_written_leaves_no_event(
     with webhook_db.cursor() as cur:
         cur.execute("CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS"
                     " $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$")
-        cur.execute("CREATE TRIGGER test_refuse BEFORE UPDATE ON idempotency_keys"
+        cur.execute("CREATE TRIGGER test_refuse BEFORE INSERT ON idempotency_keys"
                     " FOR EACH ROW EXECUTE FUNCTION test_refuse()")
     try:
         result = place(client, new_user(client), [(product["id"], 1)], key="rollback-1")

@@ -211,7 +211,7 @@ def test_a_retry_after_the_first_rolled_back_places_the_order(client, admin, db,
 
 
 def test_a_key_stored_by_a_writer_outside_the_lock_rolls_the_order_back(client, admin, db,
-                                                                       postgres):
+                                                                       postgres, caplog):
     """Should anything else store the key meanwhile, the order is undone and replayed."""
     product = create_product(client, admin, stock=5)
     user = new_user(client)
@@ -232,6 +232,31 @@ def test_a_key_stored_by_a_writer_outside_the_lock_rolls_the_order_back(client, 
     finally:
         other.close()
     assert _counts(db, product["id"]) == (0, 1, 5)
+    assert "appeared outside its lock" in caplog.text
+
+
+def test_a_retry_while_its_record_is_being_pruned_waits_and_places_anew(client, admin, db,
+                                                                        postgres):
+    """A record deleted under a retry (prune, an erased account) is waited for, not replayed."""
+    product = create_product(client, admin, stock=5)
+    user = new_user(client)
+    address = msgspec.convert(ADDRESS, Address)
+    digest = hashlib.sha256(b"pruned").digest()
+    assert _place_autocommit(postgres.dsn(), user["id"], "pruned-1", digest,
+                             [(product["id"], 1)], address) is not None
+    pruning = psycopg2.connect(postgres.dsn())
+    try:
+        with pruning.cursor() as cur:
+            cur.execute("DELETE FROM idempotency_keys WHERE key = 'pruned-1'")
+        with ThreadPoolExecutor(1) as pool:
+            retry = pool.submit(_place_autocommit, postgres.dsn(), user["id"], "pruned-1",
+                                digest, [(product["id"], 1)], address)
+            _until_waiting(db)
+            pruning.commit()
+            assert retry.result(timeout=10) is not None  # a first request again
+    finally:
+        pruning.close()
+    assert _counts(db, product["id"]) == (2, 1, 3)
 
 
 def _place_autocommit(dsn, user_id, key, digest, lines, address):
