@@ -13,6 +13,11 @@
 -- order (bench/postgres_instructions.py; bench/README.md, "Orders: the
 -- Idempotency-Key record written once").
 --
+-- PERF: each line's part of the answer and the total are built in the loop
+-- that takes the stock, in PL/pgSQL expressions, instead of by one more
+-- query over the lines afterwards: a statement fewer per order. 1.22M ->
+-- 1.16M instructions per order.
+--
 -- The guarantees stay those of 0010: one order per key, a retry replays the
 -- first answer byte for byte, a refused order writes nothing (its key
 -- included), and the answer is NULL when the key is taken.
@@ -35,6 +40,7 @@ DECLARE
     placed_id uuid;
     placed_at timestamptz;
     items_json text;
+    line_json text[] := ARRAY[]::text[];
     response text;
 BEGIN
     IF idempotency_key IS NOT NULL THEN
@@ -71,6 +77,9 @@ BEGIN
             short := short || item.product_id;
         ELSE
             prices[item.line_no] := line_price;
+            line_json[item.line_no] := '{"product_id":"' || item.product_id || '","quantity":'
+                || item.quantity || ',"unit_price":"' || line_price || '"}';
+            order_total := coalesce(order_total, 0) + line_price::numeric * item.quantity;
             IF order_currency IS NULL THEN
                 order_currency := line_currency;
             ELSIF order_currency <> line_currency THEN
@@ -97,12 +106,7 @@ BEGIN
             USING ERRCODE = 'PO423';
     END IF;
 
-    SELECT sum(l.price::numeric * l.quantity),
-           string_agg('{"product_id":"' || l.product_id || '","quantity":' || l.quantity
-                      || ',"unit_price":"' || l.price || '"}', ',' ORDER BY l.line_no)
-        INTO order_total, items_json
-        FROM unnest(line_products, line_quantities, prices) WITH ORDINALITY
-             AS l(product_id, quantity, price, line_no);
+    items_json := array_to_string(line_json, ',');
 
     INSERT INTO orders (user_id, total, currency, shipping_address)
         VALUES (buyer::uuid, order_total, order_currency, address_json::jsonb)
