@@ -28,19 +28,30 @@ def wrk(url: str, seconds: float, connections: int, options=(), script_args=()) 
     return parse_wrk(done.stdout)
 
 
+class WorkerGone(RuntimeError):
+    """The measured worker exited during the run (gunicorn's max_requests recycled it), so
+    its CPU per request cannot be read."""
+
+
 def run(pid: int, url: str, seconds: float, connections: int, options=(), script_args=(),
         warmup: float = 2, probe=None) -> dict:
     """Warm up, then one bounded run; the worker's CPU µs per request and RSS after it.
 
     ``probe()``, when given, is sampled right before and after the bounded
-    run (``result["probe"] = (before, after)``).
+    run (``result["probe"] = (before, after)``). Raises :class:`WorkerGone`
+    when the worker did not live through it.
     """
     if warmup:
         wrk(url, warmup, connections, options, script_args)
     probed = probe() if probe is not None else None
-    before = cpu_seconds(pid)
-    result = wrk(url, seconds, connections, options, script_args)
-    result["cpu_us"] = (cpu_seconds(pid) - before) / max(result["requests"], 1) * 1e6
+    try:
+        before = cpu_seconds(pid)
+        result = wrk(url, seconds, connections, options, script_args)
+        result["cpu_us"] = (cpu_seconds(pid) - before) / max(result["requests"], 1) * 1e6
+    except FileNotFoundError:
+        raise WorkerGone(pid) from None
+    if not alive(pid):
+        raise WorkerGone(pid)
     result["rss_mb"] = rss_mb(pid)
     result["errors"] = result["non_2xx"] + result["socket_errors"]
     if probe is not None:

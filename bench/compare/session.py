@@ -38,6 +38,17 @@ class Session:
             sys.stderr.write(log[-3000:].decode(errors="replace"))
         os.unlink(self.log_path)
 
+    def worker_replaced(self) -> None:
+        """Follow the worker that replaced ``self.pid`` (gunicorn recycled it)."""
+        old = self.pid
+        for _ in range(100):
+            found = [pid for pid in servers.children(self.process.pid) if pid != old]
+            if found:
+                self.pid = found[0]
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.server.name}: no worker replaced {old}")
+
     def url(self, path="/"):
         return f"http://127.0.0.1:{self.port}{path}"
 
