@@ -32,6 +32,7 @@ server that did not serve, a peer whose body differs from Peregrine's).
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
@@ -180,15 +181,22 @@ def long_run(session, plan, args):
     """Drive the product scenario until the worker served 100k, then 1M requests.
 
     The shipped max_requests recycles a worker after 1M requests at the soonest
-    (plus up to 500k of jitter), so the batches shrink near each mark and the run
-    stops within one second's worth of requests short of it, never past it:
-    the counts printed are what the worker served.
+    (plus up to 500k of jitter), so the batches shrink near that mark and the run
+    stops short of it, within about a second's worth of requests: the counts
+    printed are what the worker served.
     """
     path, options, script_args = plan["product"]
     served, marks, pid, rate = 0, {}, session.pid, None
     for mark in (100_000, 1_000_000):
-        while served < mark and (rate is None or mark - served >= rate):
-            seconds = 10 if rate is None else max(1, min(10, int((mark - served) // rate)))
+        last = mark == 1_000_000  # only this one must not be passed
+        # Sized for a rate a quarter above the last batch's, since it varies.
+        while served < mark and not (last and rate is not None and mark - served < 1.25 * rate):
+            if rate is None:
+                seconds = 2  # a short first batch learns the rate before one can pass a mark
+            elif last:
+                seconds = min(10, int((mark - served) // (1.25 * rate)))  # >= 1: the loop's test
+            else:
+                seconds = min(10, math.ceil((mark - served) / rate))
             result = measure.wrk(session.url(path), seconds, args.connections, options,
                                  script_args)
             served += result["requests"]
