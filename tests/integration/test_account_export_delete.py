@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
@@ -14,6 +13,7 @@ from app.queries import personal_data
 from app.schemas.orders import Address
 from tests.support.api import PASSWORD, new_user
 from tests.support.catalog import create_product
+from tests.support.waiting import lock_waiters, wait_until
 
 ADDRESS = {"line1": "12 Analytical Row", "city": "London", "postal_code": "N1 9GU",
            "country": "GB"}
@@ -149,13 +149,7 @@ def test_an_order_committed_while_the_account_is_erased_keeps_no_address(client,
 
         with ThreadPoolExecutor(1) as pool:
             erasing = pool.submit(erase)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                with db.cursor() as cur:
-                    cur.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
-                    if cur.fetchone()[0]:
-                        break
-                time.sleep(0.02)
+            wait_until(lambda: lock_waiters(postgres.dsn()))
             assert not erasing.done(), "the erasure should wait for the order"
             placing.commit()
             assert erasing.result(timeout=10) == (1, True)

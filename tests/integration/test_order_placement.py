@@ -8,7 +8,6 @@ is what GET /v1/orders/{id}, the event and an Idempotency-Key replay carry.
 from __future__ import annotations
 
 import hashlib
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
@@ -20,6 +19,7 @@ from app.queries import orders as q
 from app.schemas.orders import Address
 from tests.support.api import new_user
 from tests.support.catalog import create_product
+from tests.support.waiting import lock_waiters, wait_until
 
 # Escapes, quotes and non-ASCII text: the address is the one value in the
 # body that needs JSON encoding.
@@ -144,20 +144,6 @@ def test_an_order_whose_total_cannot_be_stored_is_a_422_that_names_the_limit(cli
     assert placed.status_code == 201 and placed.json["total"] == "999999999999.00"
 
 
-def _waiting_for_a_lock(db) -> int:
-    """Sessions waiting for a lock another holds (the retry, here)."""
-    with db.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
-        return cur.fetchone()[0]
-
-
-def _until_waiting(db) -> None:
-    deadline = time.monotonic() + 10
-    while not _waiting_for_a_lock(db) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert _waiting_for_a_lock(db) == 1, "the second session should wait for the first"
-
-
 def _counts(db, product_id):
     with db.cursor() as cur:
         cur.execute("SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM idempotency_keys),"
@@ -179,7 +165,7 @@ def test_a_retry_waits_for_the_first_request_and_then_replays_it(client, admin, 
         with ThreadPoolExecutor(1) as pool:
             retry = pool.submit(_place_autocommit, postgres.dsn(), user["id"], "retry-1", digest,
                                 [(product["id"], 2)], address)
-            _until_waiting(db)
+            wait_until(lambda: lock_waiters(postgres.dsn()))
             assert not retry.done()
             first.commit()
             assert retry.result(timeout=10) is None  # the key is taken: replay
@@ -202,7 +188,7 @@ def test_a_retry_after_the_first_rolled_back_places_the_order(client, admin, db,
         with ThreadPoolExecutor(1) as pool:
             retry = pool.submit(_place_autocommit, postgres.dsn(), user["id"], "back-1", digest,
                                 [(product["id"], 1)], address)
-            _until_waiting(db)
+            wait_until(lambda: lock_waiters(postgres.dsn()))
             first.rollback()
             assert retry.result(timeout=10) is not None
     finally:
@@ -225,7 +211,7 @@ def test_a_key_stored_by_a_writer_outside_the_lock_rolls_the_order_back(client, 
         with ThreadPoolExecutor(1) as pool:
             placing = pool.submit(_place_autocommit, postgres.dsn(), user["id"], "outside-1",
                                   b"x", [(product["id"], 1)], address)
-            _until_waiting(db)  # it placed the order and waits on the key's index entry
+            wait_until(lambda: lock_waiters(postgres.dsn()))  # waits on the key's index entry
             assert not placing.done()
             other.commit()
             assert placing.result(timeout=10) is None
@@ -251,7 +237,7 @@ def test_a_retry_while_its_record_is_being_pruned_waits_and_places_anew(client, 
         with ThreadPoolExecutor(1) as pool:
             retry = pool.submit(_place_autocommit, postgres.dsn(), user["id"], "pruned-1",
                                 digest, [(product["id"], 1)], address)
-            _until_waiting(db)
+            wait_until(lambda: lock_waiters(postgres.dsn()))
             pruning.commit()
             assert retry.result(timeout=10) is not None  # a first request again
     finally:
