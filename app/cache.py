@@ -210,9 +210,16 @@ class Cache:
         the ``time.monotonic()`` after which none does (0.0: nothing missed).
         """
         missed = {self._owner(k) for k in lost}
+        deletes: dict[_Node, list[str]] = {}
         for k in keys:
             node, stored = self._route(k)
-            if stored is None or self._call(node, wire.delete, _FAILED, stored) is _FAILED:
+            if stored is None:
+                missed.add(node)
+            else:
+                deletes.setdefault(node, []).append(stored)
+        for node, stored_keys in deletes.items():
+            # One write per node, not a round trip per key (app/memcached_wire.py).
+            if self._call(node, wire.delete_many, _FAILED, stored_keys) is _FAILED:
                 missed.add(node)
         if missed:
             self.metrics.incr("cache.invalidation_lost")

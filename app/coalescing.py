@@ -72,7 +72,8 @@ class Coalescer:
     """Runs ``work(keys, lists)`` once for every batch of :meth:`submit` calls.
 
     ``metrics`` counts ``<name>.rounds`` per round run and ``<name>.joined``
-    per caller whose keys went into a round another started.
+    per caller whose keys went into a round another started, and times each
+    round's work as ``<name>.round_ms`` (what every writer of it waited for).
     """
 
     def __init__(self, work, metrics, name: str, *, patience: float = PATIENCE):
@@ -80,6 +81,7 @@ class Coalescer:
         self._metrics = metrics
         self._rounds_metric = f"{name}.rounds"
         self._joined_metric = f"{name}.joined"
+        self._duration_metric = f"{name}.round_ms"
         self.patience = patience
         self._next = _Round()
         #: The round begun last, while it runs.
@@ -157,6 +159,8 @@ class Coalescer:
             current.carried_to = pending
             raise
         finally:
+            self._metrics.timing(self._duration_metric,
+                                 (time.monotonic() - current.began) * 1000)
             self._running.discard(current)
             if self._latest is current:
                 self._latest = None

@@ -162,9 +162,10 @@ class Pool:
 
     # -- checkout ---------------------------------------------------------
 
-    def acquire(self) -> PooledConnection:
+    def acquire(self, *, ahead: bool = False) -> PooledConnection:
+        """A connection; ``ahead``: before the checkouts already waiting (app/slots.py)."""
         started = time.monotonic()
-        if not self._slots.acquire(self.timeout):
+        if not self._slots.acquire(self.timeout, ahead=ahead):
             self.metrics.incr("db.pool.timeout")
             raise PoolExhausted("no database connection became free in time")
         try:
@@ -184,9 +185,13 @@ class Pool:
         finally:
             self._slots.release()
 
-    def connection(self) -> _Checkout:
-        """Check out a connection (autocommit mode) for the ``with`` block."""
-        return _Checkout(self)
+    def connection(self, *, ahead: bool = False) -> _Checkout:
+        """Check out a connection (autocommit mode) for the ``with`` block.
+
+        ``ahead``: for work that the waiting requests themselves wait on
+        (one query for many of them), which must not queue behind them.
+        """
+        return _Checkout(self, ahead)
 
     @contextlib.contextmanager
     def transaction(self):
@@ -286,14 +291,15 @@ class _Checkout:
     tokens, pool slots in order").
     """
 
-    __slots__ = ("_pool", "_conn")
+    __slots__ = ("_pool", "_ahead", "_conn")
 
-    def __init__(self, pool: Pool):
+    def __init__(self, pool: Pool, ahead: bool = False):
         self._pool = pool
+        self._ahead = ahead
         self._conn: PooledConnection | None = None
 
     def __enter__(self) -> Any:  # a PooledConnection; its cursors go to untyped queries
-        self._conn = conn = self._pool.acquire()
+        self._conn = conn = self._pool.acquire(ahead=self._ahead)
         return conn
 
     def __exit__(self, exc_type, ex, tb) -> None:

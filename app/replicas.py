@@ -232,7 +232,10 @@ class Replicas:
         rolling deploy that adds them, for one).
         """
         try:
-            position = self._primary_position()
+            # Ahead of the requests waiting for a connection: the writers of
+            # this invalidation round are waiting for it to answer them, and
+            # behind the line it would wait as long as each of them did.
+            position = self._primary_position(ahead=True)
         except Exception as ex:  # noqa: BLE001 - the mark must not stay below this commit
             log.warning("cannot read the WAL position after a write (%s)", type(ex).__name__)
             return [LSN_KEY]
@@ -261,8 +264,8 @@ class Replicas:
                 return True
         return False
 
-    def _primary_position(self) -> int:
-        with self.primary.connection() as conn, conn.cursor() as cur:
+    def _primary_position(self, *, ahead: bool = False) -> int:
+        with self.primary.connection(ahead=ahead) as conn, conn.cursor() as cur:
             cur.execute("SELECT pg_current_wal_insert_lsn()::text")
             return lsn_number(cur.fetchone()[0])
 

@@ -17,6 +17,12 @@ gevent.Timeout around the request, GreenletExit) checks that fact, so a slot
 is neither lost (a waiter killed just after it was handed one passes it on)
 nor doubled (a wait that times out just as it is handed one keeps it).
 
+A caller that others wait on (the cache invalidation round after a commit,
+which every writer of that round waits for before it answers) may ask
+``ahead``: it joins the line at its head rather than its tail. It still
+takes no slot from a greenlet that holds one, and none that is being handed
+over; it only passes the waiters who would otherwise wait for it twice.
+
 PERF: a wait is one gevent ``Waiter`` and one libev timer; the semaphore's
 is a linked callback and a ``gevent.Timeout`` (pure Python) besides. 64
 greenlets through 10 slots: 2.3 us instead of 4.2 us of CPU per wait and
@@ -54,8 +60,11 @@ class Slots:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    def acquire(self, timeout: float) -> bool:
-        """Take a slot: True, or False when none came within ``timeout`` seconds."""
+    def acquire(self, timeout: float, *, ahead: bool = False) -> bool:
+        """Take a slot: True, or False when none came within ``timeout`` seconds.
+
+        ``ahead``: wait at the head of the line, before those already waiting.
+        """
         # Waiters only exist while no slot is free: release() hands slots to
         # them before it counts one free, so a newcomer cannot pass them.
         if self._free:
@@ -64,7 +73,10 @@ class Slots:
         hub = get_hub()
         waiter: Waiter = Waiter(hub)
         timer = hub.loop.timer(timeout)  # before joining the line: it may refuse the timeout
-        self._waiters.append(waiter)
+        if ahead:
+            self._waiters.appendleft(waiter)
+        else:
+            self._waiters.append(waiter)
         try:
             timer.start(waiter.switch, _TIMED_OUT)
             ended = waiter.get()

@@ -326,3 +326,57 @@ def test_a_large_value_costs_no_more_page_faults_than_pymemcache(memcached, cach
     ours = _faults_per_read(memcached.port, "wire", size)
     # Appending each read to the buffer, with a 128 KiB mmap threshold: ~680 at 500 KB.
     assert ours <= pymemcache + 16, f"{pymemcache} page faults per read, {ours} with the wire"
+
+
+def test_delete_many_answers_what_pymemcache_answers_for_each_key(pooled):
+    keys = [f"w:dm:{n}" for n in range(7)]
+    for k in keys[::2]:
+        pooled.set(k, b"v", expire=60)
+    assert wire.delete_many(pooled, keys) == [True, False, True, False, True, False, True]
+    assert all(pooled.get(k) is None for k in keys)
+    assert [pooled.delete(k, noreply=False) for k in keys] == [False] * 7
+    assert wire.delete_many(pooled, []) == []
+    assert len(pooled.client_pool.free) == 1, "every batch reused the one connection"
+
+
+def test_delete_many_sends_batches_and_reads_every_reply(pooled, monkeypatch):
+    monkeypatch.setattr(wire, "DELETE_BATCH", 3)
+    keys = [f"w:batch:{n}" for n in range(8)]
+    for k in keys[:5]:
+        pooled.set(k, b"v", expire=60)
+    assert wire.delete_many(pooled, keys) == [True] * 5 + [False] * 3
+    # The connection went back ready: the next command reads its own reply.
+    pooled.set("w:after", b"next", expire=60)
+    assert wire.get(pooled, "w:after") == b"next"
+
+
+def test_delete_many_of_many_keys_in_the_shipped_batches(pooled):
+    keys = [f"w:many:{n:04d}:" + "k" * 200 for n in range(1000)]  # ~210 KB of commands
+    for k in keys[:10]:
+        pooled.set(k, b"v", expire=60)
+    answers = wire.delete_many(pooled, keys)
+    assert answers == [True] * 10 + [False] * 990
+
+
+def test_delete_many_refuses_a_bad_key_before_it_sends_any(pooled):
+    pooled.set("w:kept", b"v", expire=60)
+    with pytest.raises(MemcacheIllegalInputError):
+        wire.delete_many(pooled, ["w:kept", "has space"])
+    assert pooled.get("w:kept") == b"v", "a delete went out before the refusal"
+
+
+@pytest.mark.parametrize("reply", [b"DELETED\r\n", b"DELETED\r\nDELETED\r\nDELETED\r\n",
+                                   b"DELETED\r\nSERVER_ERROR out of memory\r\n",
+                                   b"DELETED\r\nMAYBE\r\n"],
+                         ids=["too-few", "too-many", "server-error", "unknown"])
+def test_a_broken_delete_many_reply_raises_and_drops_the_connection(reply):
+    peer = _Peer(reply, hang_up=False)
+    client = PooledClient(("127.0.0.1", peer.port), connect_timeout=1, timeout=1)
+    try:
+        # Too few replies: the rest never come, and the read times out.
+        with pytest.raises((MemcacheError, OSError)):
+            wire.delete_many(client, ["w:a", "w:b"])
+        assert client.client_pool.free == () and client.client_pool.used == ()
+    finally:
+        client.close()
+        peer.close()

@@ -219,3 +219,60 @@ def test_sixty_four_greenlets_through_ten_connections_none_waits_out_its_timeout
     assert sorted(done) == list(range(64))
     assert pool.idle_count == 10
     pool.close()
+
+
+def test_an_ahead_checkout_is_served_before_the_checkouts_already_waiting(postgres):
+    pool = Pool(postgres.dsn(), size=1, timeout=5)
+    served = []
+
+    def request(name, ahead=False):
+        with pool.connection(ahead=ahead) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            served.append(name)
+
+    with pool.connection():
+        line = [gevent.spawn(request, "first"), gevent.spawn(request, "second")]
+        gevent.sleep(0.05)  # both are in line
+        line.append(gevent.spawn(request, "ahead", ahead=True))
+        gevent.sleep(0.05)
+    gevent.joinall(line, raise_error=True)
+    assert served == ["ahead", "first", "second"]
+    pool.close()
+
+
+def test_the_invalidation_rounds_wal_position_read_goes_ahead_of_waiting_requests(
+        postgres, memcached, cache_flushed):
+    # Every writer of an invalidation round waits for it to answer; behind
+    # the requests already waiting for a connection it would wait as long as
+    # each of them does, and they would wait twice.
+    from app.cache import Cache
+    from app.replicas import LSN_KEY, Replicas
+
+    pool = Pool(postgres.dsn(), size=1, timeout=5)
+    cache = Cache([("127.0.0.1", memcached.port)], timeout=1)
+    replicas = Replicas(pool, cache)
+    checkouts = []
+    acquire = pool.acquire
+
+    def recording_acquire(*, ahead=False):
+        conn = acquire(ahead=ahead)
+        checkouts.append(gevent.getcurrent())
+        return conn
+
+    pool.acquire = recording_acquire
+
+    def request():
+        with pool.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+
+    with pool.connection():
+        requests = [gevent.spawn(request) for _ in range(3)]
+        gevent.sleep(0.05)
+        round_ = gevent.spawn(replicas.wrote)
+        gevent.sleep(0.05)
+    gevent.joinall([*requests, round_], raise_error=True)
+    assert round_.value == [], "the mark was not raised"
+    assert cache.get(LSN_KEY).isdigit()
+    assert checkouts[1] is round_, "the round waited behind the requests"  # [0]: the holder
+    cache.close()
+    pool.close()

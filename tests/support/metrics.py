@@ -4,12 +4,13 @@
 class CountingMetrics:
     def __init__(self):
         self.counts = {}
+        self.timings = {}  # name -> every ms reported, in order
 
     def incr(self, name, count=1):
         self.counts[name] = self.counts.get(name, 0) + count
 
     def timing(self, name, ms):
-        pass
+        self.timings.setdefault(name, []).append(ms)
 
     def gauge(self, name, value):
         pass

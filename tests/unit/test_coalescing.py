@@ -240,3 +240,19 @@ def test_a_runner_returns_when_its_round_ends_as_a_caller_gives_up_waiting_for_i
     time.sleep(0.1)  # block the loop past both deadlines
     gevent.joinall([runner, caller], timeout=2, raise_error=True)
     assert runner.ready() and caller.ready()
+
+
+def test_each_round_reports_how_long_its_writers_waited_for_it():
+    metrics = CountingMetrics()
+
+    def slow_work(keys, lists):
+        began = time.monotonic()
+        while time.monotonic() - began < 0.02:  # no timer: exactly this long at least
+            gevent.sleep(0.001)
+        return len(keys)
+
+    coalescer = Coalescer(slow_work, metrics, "inv", patience=PATIENT)
+    assert coalescer.submit(["a"], False) == 1
+    assert coalescer.submit(["b", "c"], False) == 2
+    assert len(metrics.timings["inv.round_ms"]) == 2
+    assert all(ms >= 20 for ms in metrics.timings["inv.round_ms"])

@@ -158,3 +158,37 @@ def test_a_timeout_the_timer_refuses_leaves_no_one_in_line():
     assert slots.waiting == 0
     slots.release()
     assert slots.free == 1  # the slot was not handed to a waiter that is gone
+
+
+def test_an_ahead_waiter_is_served_before_those_already_waiting():
+    # The cache invalidation round that every waiting writer waits for asks
+    # ahead: it must not wait for each of them to have had a slot first.
+    slots = Slots(1)
+    assert slots.acquire(1.0)
+    served = []
+
+    def customer(name, ahead):
+        assert slots.acquire(2.0, ahead=ahead)
+        served.append(name)
+        slots.release()
+
+    line = [gevent.spawn(customer, n, False) for n in ("first", "second")]
+    gevent.sleep(0)
+    line.append(gevent.spawn(customer, "ahead", True))
+    gevent.sleep(0)
+    assert slots.waiting == 3
+    slots.release()
+    gevent.joinall(line, raise_error=True)
+    assert served == ["ahead", "first", "second"]
+    assert slots.free == 1 and slots.waiting == 0
+
+
+def test_an_ahead_caller_takes_a_free_slot_at_once_and_no_slot_held_by_another():
+    slots = Slots(2)
+    assert slots.acquire(1.0, ahead=True)
+    assert slots.acquire(1.0)
+    assert not slots.acquire(0.01, ahead=True), "took a slot that was not free"
+    assert slots.waiting == 0, "a timed-out ahead waiter stayed in line"
+    slots.release()
+    slots.release()
+    assert slots.free == 2
