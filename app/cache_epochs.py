@@ -119,7 +119,10 @@ class Epochs:
     def refresh(self) -> bool:
         """Read the table once (what the poller does); False if Postgres failed."""
         try:
-            with self._pool.connection() as conn, conn.cursor() as cur:
+            # Ahead of the requests waiting for a connection (app/slots.py): a
+            # poll later than _POLL_SLACK would let a writer answer before
+            # this process stopped reading the node's old keys.
+            with self._pool.connection(ahead=True) as conn, conn.cursor() as cur:
                 found = q.current(cur, self._nodes)
                 missing = [node for node in self._nodes if node not in found]
                 if missing:
@@ -157,7 +160,8 @@ class Epochs:
                 return True  # a bump that began after our loss committed meanwhile
             covers = self._lost[node]  # every loss counted so far precedes this bump
             try:
-                with self._pool.connection() as conn, conn.cursor() as cur:
+                # Ahead too: the writers that lost an invalidation wait for it.
+                with self._pool.connection(ahead=True) as conn, conn.cursor() as cur:
                     epoch = q.bump(cur, node)
             except Exception as ex:  # noqa: BLE001 - bypass the node and retry
                 self._metrics.incr("cache.epochs.bump_error")

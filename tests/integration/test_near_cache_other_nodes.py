@@ -154,7 +154,7 @@ def test_a_node_that_cannot_poll_the_epochs_still_sees_detail_writes_within_one_
     assert price(other, product_id) == "10.00"
 
     class Unreachable:  # the reader's epoch polls cannot get a connection
-        def connection(self):
+        def connection(self, *, ahead=False):
             raise ConnectionError("Postgres unreachable from this node")
 
     monkeypatch.setattr(other_app.deps.cache._epochs, "_pool", Unreachable())

@@ -276,3 +276,37 @@ def test_the_invalidation_rounds_wal_position_read_goes_ahead_of_waiting_request
     assert checkouts[1] is round_, "the round waited behind the requests"  # [0]: the holder
     cache.close()
     pool.close()
+
+
+def test_the_cache_epoch_poll_goes_ahead_of_waiting_requests(postgres, db):
+    # A writer that lost an invalidation answers a poll interval (+ 0.1 s)
+    # after bumping the epoch; a sibling's poll queued behind the requests
+    # waiting for a connection could come later than that.
+    from app.cache_epochs import Epochs
+
+    pool = Pool(postgres.dsn(), size=1, timeout=5)
+    epochs = Epochs(pool, interval=60)
+    epochs.watch(["127.0.0.1:1"])
+    checkouts = []
+    acquire = pool.acquire
+
+    def recording_acquire(*, ahead=False):
+        conn = acquire(ahead=ahead)
+        checkouts.append(gevent.getcurrent())
+        return conn
+
+    pool.acquire = recording_acquire
+
+    def request():
+        with pool.connection() as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+
+    with pool.connection():
+        requests = [gevent.spawn(request) for _ in range(3)]
+        gevent.sleep(0.05)
+        poll = gevent.spawn(epochs.refresh)
+        gevent.sleep(0.05)
+    gevent.joinall([*requests, poll], raise_error=True)
+    assert poll.value is True
+    assert checkouts[1] is poll, "the poll waited behind the requests"  # [0]: the holder
+    pool.close()

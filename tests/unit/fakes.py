@@ -151,7 +151,7 @@ class UnusablePool:
         self.attempts = 0
 
     @contextlib.contextmanager
-    def connection(self):
+    def connection(self, *, ahead=False):
         self.attempts += 1
         raise AssertionError("this request reached the database")
         yield  # pragma: no cover - a generator, for contextmanager

@@ -49,7 +49,7 @@ class FakeTable:
 
 class FakePool:
     @contextlib.contextmanager
-    def connection(self):
+    def connection(self, *, ahead=False):
         yield self
 
     def cursor(self):
