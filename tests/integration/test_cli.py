@@ -9,6 +9,7 @@ import pytest
 
 from app.manage.migrate import migrate
 from app.manage.seed import SEED_PASSWORD, seed
+from tests.support.databases import scratch_database
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -73,17 +74,9 @@ def test_serve_refuses_a_short_jwt_secret(base_env):
 
 @pytest.fixture
 def second_database(postgres):
-    conn = psycopg2.connect(postgres.admin_dsn)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS seed_check")
-        cur.execute("CREATE DATABASE seed_check OWNER peregrine")
-    dsn = postgres.dsn("seed_check")
-    migrate(dsn, log=lambda message: None)
-    yield dsn
-    with conn.cursor() as cur:
-        cur.execute("DROP DATABASE seed_check WITH (FORCE)")
-    conn.close()
+    with scratch_database(postgres, "seed_check") as dsn:
+        migrate(dsn, log=lambda message: None)
+        yield dsn
 
 
 def snapshot(dsn):

@@ -15,22 +15,17 @@ from app.config import Config
 from app.factory import create_app
 from app.manage.migrate import migrate
 from tests.support.api import PASSWORD
+from tests.support.databases import scratch_database
 
 UTF8_DB = "peregrine_utf8"
 
 
 @pytest.fixture(scope="module")
 def utf8_dsn(postgres):
-    admin = psycopg2.connect(postgres.admin_dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{UTF8_DB}"')
-        cur.execute(f'CREATE DATABASE "{UTF8_DB}" OWNER peregrine TEMPLATE template0'
-                    " ENCODING 'UTF8' LC_COLLATE 'C.utf8' LC_CTYPE 'C.utf8'")
-    admin.close()
-    dsn = postgres.dsn(UTF8_DB)
-    migrate(dsn, log=lambda message: None)
-    return dsn
+    with scratch_database(postgres, UTF8_DB, options="TEMPLATE template0 ENCODING 'UTF8'"
+                          " LC_COLLATE 'C.utf8' LC_CTYPE 'C.utf8'") as dsn:
+        migrate(dsn, log=lambda message: None)
+        yield dsn
 
 
 @pytest.fixture(params=["c-locale", "utf8-locale"])

@@ -13,19 +13,13 @@ import psycopg2.errors
 import pytest
 
 from app.manage import migrate as migrations
+from tests.support.databases import scratch_database
 
 
 @pytest.fixture
 def own_database(postgres):
-    admin = psycopg2.connect(postgres.admin_dsn)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute("DROP DATABASE IF EXISTS migrate_check WITH (FORCE)")
-        cur.execute("CREATE DATABASE migrate_check OWNER peregrine")
-    yield postgres.dsn("migrate_check")
-    with admin.cursor() as cur:
-        cur.execute("DROP DATABASE migrate_check WITH (FORCE)")
-    admin.close()
+    with scratch_database(postgres, "migrate_check") as dsn:
+        yield dsn
 
 
 def query(dsn, sql, params=None):
