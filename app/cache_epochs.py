@@ -121,7 +121,9 @@ class Epochs:
         try:
             # Ahead of the requests waiting for a connection (app/slots.py): a
             # poll later than _POLL_SLACK would let a writer answer before
-            # this process stopped reading the node's old keys.
+            # this process stopped reading the node's old keys. It still waits
+            # for one connection to come back (under load, a few ms: what one
+            # query holds it), not for every request in line before it.
             with self._pool.connection(ahead=True) as conn, conn.cursor() as cur:
                 found = q.current(cur, self._nodes)
                 missing = [node for node in self._nodes if node not in found]

@@ -73,7 +73,8 @@ class Coalescer:
 
     ``metrics`` counts ``<name>.rounds`` per round run and ``<name>.joined``
     per caller whose keys went into a round another started, and times each
-    round's work as ``<name>.round_ms`` (what every writer of it waited for).
+    round's work as ``<name>.round_ms`` (what each of its writers waited for,
+    on top of the round in progress when it asked).
     """
 
     def __init__(self, work, metrics, name: str, *, patience: float = PATIENCE):
@@ -159,11 +160,13 @@ class Coalescer:
             current.carried_to = pending
             raise
         finally:
-            self._metrics.timing(self._duration_metric,
-                                 (time.monotonic() - current.began) * 1000)
+            took = time.monotonic() - current.began
             self._running.discard(current)
             if self._latest is current:
                 self._latest = None
             if self._next.asked:
                 gevent.spawn(self._run)  # the callers who came meanwhile
             current.done.set()
+        # After done.set(): a metrics flush may switch greenlets or raise, and
+        # must not keep the round's writers waiting.
+        self._metrics.timing(self._duration_metric, took * 1000)

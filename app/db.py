@@ -168,12 +168,17 @@ class Pool:
         if not self._slots.acquire(self.timeout, ahead=ahead):
             self.metrics.incr("db.pool.timeout")
             raise PoolExhausted("no database connection became free in time")
+        conn = None
         try:
             conn = self._take_idle() or self._connect()
+            # Inside: a metrics flush may switch greenlets, and an exception
+            # thrown in then must not keep the slot or the connection.
+            self.metrics.timing("db.pool.wait_ms", (time.monotonic() - started) * 1000)
         except BaseException:
+            if conn is not None:
+                self._close(conn)
             self._slots.release()
             raise
-        self.metrics.timing("db.pool.wait_ms", (time.monotonic() - started) * 1000)
         return conn
 
     def release(self, conn: PooledConnection, *, discard: bool = False) -> None:

@@ -19,7 +19,8 @@ nor doubled (a wait that times out just as it is handed one keeps it).
 
 A caller that others wait on (the cache invalidation round after a commit,
 which every writer of that round waits for before it answers) may ask
-``ahead``: it joins the line at its head rather than its tail. It still
+``ahead``: it joins a second line, served before the first (and in order
+itself, so a later ``ahead`` caller does not pass an earlier one). It still
 takes no slot from a greenlet that holds one, and none that is being handed
 over; it only passes the waiters who would otherwise wait for it twice.
 
@@ -43,13 +44,15 @@ _TIMED_OUT = object()
 class Slots:
     """``size`` slots; :meth:`acquire` waits up to ``timeout`` seconds for one."""
 
-    __slots__ = ("size", "_free", "_waiters")
+    __slots__ = ("size", "_free", "_ahead", "_waiters")
 
     def __init__(self, size: int):
         if size < 1:
             raise ValueError("a pool needs at least one slot")
         self.size = size
         self._free = size
+        #: Two lines, each first come first served; the ``ahead`` one is served first.
+        self._ahead: collections.deque[Waiter] = collections.deque()
         self._waiters: collections.deque[Waiter] = collections.deque()
 
     @property
@@ -58,12 +61,12 @@ class Slots:
 
     @property
     def waiting(self) -> int:
-        return len(self._waiters)
+        return len(self._ahead) + len(self._waiters)
 
     def acquire(self, timeout: float, *, ahead: bool = False) -> bool:
         """Take a slot: True, or False when none came within ``timeout`` seconds.
 
-        ``ahead``: wait at the head of the line, before those already waiting.
+        ``ahead``: wait before those already waiting (after earlier ``ahead`` callers).
         """
         # Waiters only exist while no slot is free: release() hands slots to
         # them before it counts one free, so a newcomer cannot pass them.
@@ -73,10 +76,7 @@ class Slots:
         hub = get_hub()
         waiter: Waiter = Waiter(hub)
         timer = hub.loop.timer(timeout)  # before joining the line: it may refuse the timeout
-        if ahead:
-            self._waiters.appendleft(waiter)
-        else:
-            self._waiters.append(waiter)
+        (self._ahead if ahead else self._waiters).append(waiter)
         try:
             timer.start(waiter.switch, _TIMED_OUT)
             ended = waiter.get()
@@ -91,8 +91,9 @@ class Slots:
 
     def release(self) -> None:
         """Give a slot back: to the first waiter if any, else to the free count."""
-        if self._waiters:
-            waiter = self._waiters.popleft()
+        line = self._ahead or self._waiters
+        if line:
+            waiter = line.popleft()
             # From the hub: Waiter.switch() may only be called there. If the
             # waiter has given up meanwhile (an exception thrown in), its
             # Waiter just stores the value; it saw it had the slot and passed it on.
@@ -104,8 +105,10 @@ class Slots:
 
     def _leave(self, waiter: Waiter) -> bool:
         """Take ``waiter`` out of the line: False if it was handed a slot already."""
-        try:
-            self._waiters.remove(waiter)
-        except ValueError:
-            return False
-        return True
+        for line in (self._ahead, self._waiters):
+            try:
+                line.remove(waiter)
+            except ValueError:
+                continue
+            return True
+        return False

@@ -365,16 +365,30 @@ def test_delete_many_refuses_a_bad_key_before_it_sends_any(pooled):
     assert pooled.get("w:kept") == b"v", "a delete went out before the refusal"
 
 
-@pytest.mark.parametrize("reply", [b"DELETED\r\n", b"DELETED\r\nDELETED\r\nDELETED\r\n",
-                                   b"DELETED\r\nSERVER_ERROR out of memory\r\n",
-                                   b"DELETED\r\nMAYBE\r\n"],
-                         ids=["too-few", "too-many", "server-error", "unknown"])
-def test_a_broken_delete_many_reply_raises_and_drops_the_connection(reply):
+@pytest.mark.parametrize("reply, error", [
+    (b"DELETED\r\nDELETED\r\nDELETED\r\n", MemcacheUnknownError),
+    (b"DELETED\r\nSERVER_ERROR out of memory\r\n", MemcacheServerError),
+    (b"DELETED\r\nMAYBE\r\n", MemcacheUnknownError),
+], ids=["too-many", "server-error", "unknown"])
+def test_a_broken_delete_many_reply_raises_at_once_and_drops_the_connection(reply, error):
     peer = _Peer(reply, hang_up=False)
     client = PooledClient(("127.0.0.1", peer.port), connect_timeout=1, timeout=1)
     try:
-        # Too few replies: the rest never come, and the read times out.
-        with pytest.raises((MemcacheError, OSError)):
+        started = time.monotonic()
+        with pytest.raises(error):
+            wire.delete_many(client, ["w:a", "w:b"])
+        assert time.monotonic() - started < 0.5, "it waited for the timeout instead"
+        assert client.client_pool.free == () and client.client_pool.used == ()
+    finally:
+        client.close()
+        peer.close()
+
+
+def test_too_few_delete_many_replies_time_out_and_drop_the_connection():
+    peer = _Peer(b"DELETED\r\n", hang_up=False)
+    client = PooledClient(("127.0.0.1", peer.port), connect_timeout=1, timeout=0.2)
+    try:
+        with pytest.raises(OSError):  # socket.timeout: the second reply never comes
             wire.delete_many(client, ["w:a", "w:b"])
         assert client.client_pool.free == () and client.client_pool.used == ()
     finally:

@@ -192,3 +192,47 @@ def test_an_ahead_caller_takes_a_free_slot_at_once_and_no_slot_held_by_another()
     slots.release()
     slots.release()
     assert slots.free == 2
+
+
+def test_ahead_waiters_are_served_in_the_order_they_came_before_the_others():
+    slots = Slots(1)
+    assert slots.acquire(1.0)
+    served = []
+
+    def customer(name, ahead):
+        assert slots.acquire(2.0, ahead=ahead)
+        served.append(name)
+        slots.release()
+
+    line = []
+    for name, ahead in (("plain 1", False), ("ahead 1", True), ("plain 2", False),
+                        ("ahead 2", True)):
+        line.append(gevent.spawn(customer, name, ahead))
+        gevent.sleep(0)
+    slots.release()
+    gevent.joinall(line, raise_error=True)
+    assert served == ["ahead 1", "ahead 2", "plain 1", "plain 2"]
+
+
+def test_an_ahead_waiter_killed_after_it_was_handed_a_slot_passes_it_on():
+    # As for a waiter in the plain line: the handover and the exception in
+    # one hub callback, before the waiter runs.
+    slots = Slots(1)
+    assert slots.acquire(1.0)
+    plain = gevent.spawn(slots.acquire, 5.0)
+    gevent.sleep(0)
+    doomed = gevent.spawn(slots.acquire, 5.0, ahead=True)
+    gevent.sleep(0)
+    assert slots.waiting == 2
+
+    def release_then_kill_the_ahead_waiter():
+        slots.release()  # handed to `doomed`, first in line
+        doomed.throw(gevent.GreenletExit)
+
+    gevent.get_hub().loop.run_callback(release_then_kill_the_ahead_waiter)
+    assert plain.get(timeout=1.0) is True  # the slot went on to the plain line
+    assert doomed.dead and isinstance(doomed.value, gevent.GreenletExit)
+    gevent.sleep(0.01)
+    assert slots.free == 0 and slots.waiting == 0
+    slots.release()
+    assert slots.free == 1
