@@ -97,14 +97,7 @@ def delete_many(pooled: PooledClient, keys: list[str]) -> list[bool]:
     for start in range(0, len(raws), DELETE_BATCH):
         batch = raws[start:start + DELETE_BATCH]
         command = b"".join([b"delete " + raw + b"\r\n" for raw in batch])
-        pool = pooled.client_pool
-        client = pool.get()
-        try:
-            answers += _delete_replies(client, _request(client, command), len(batch))
-        except BaseException:
-            pool.destroy(client)  # closes it: a half-read reply must not be reused
-            raise
-        pool.release(client)
+        answers += _exchange(pooled, command, _delete_replies, len(batch))
     return answers
 
 
@@ -123,11 +116,15 @@ def _stored(value: bytes, expire: int, token: bytes = b"") -> bytes:
 
 def _borrowed(pooled, verb: bytes, key: str, read, tail: bytes = b""):
     raw = _checked(key)
-    command = verb + raw + tail + b"\r\n"
+    return _exchange(pooled, verb + raw + tail + b"\r\n", read, raw)
+
+
+def _exchange(pooled, command: bytes, read, expected):
+    """Send ``command`` on a borrowed connection; ``read(client, data, expected)`` its reply."""
     pool = pooled.client_pool
     client = pool.get()
     try:
-        result = read(client, _request(client, command), raw)
+        result = read(client, _request(client, command), expected)
     except BaseException:
         pool.destroy(client)  # closes it: a half-read reply must not be reused
         raise

@@ -240,17 +240,12 @@ def test_an_ahead_checkout_is_served_before_the_checkouts_already_waiting(postgr
     pool.close()
 
 
-def test_the_invalidation_rounds_wal_position_read_goes_ahead_of_waiting_requests(
-        postgres, memcached, cache_flushed):
-    # Every writer of an invalidation round waits for it to answer; behind
-    # the requests already waiting for a connection it would wait as long as
-    # each of them does, and they would wait twice.
-    from app.cache import Cache
-    from app.replicas import LSN_KEY, Replicas
+def second_checkout(pool, late_work):
+    """Hold ``pool``'s one connection, queue three requests, then run ``late_work``.
 
-    pool = Pool(postgres.dsn(), size=1, timeout=5)
-    cache = Cache([("127.0.0.1", memcached.port)], timeout=1)
-    replicas = Replicas(pool, cache)
+    Returns the greenlet that ran ``late_work`` and whether it had the
+    connection right after the holder, before the requests that queued first.
+    """
     checkouts = []
     acquire = pool.acquire
 
@@ -268,12 +263,26 @@ def test_the_invalidation_rounds_wal_position_read_goes_ahead_of_waiting_request
     with pool.connection():
         requests = [gevent.spawn(request) for _ in range(3)]
         gevent.sleep(0.05)
-        round_ = gevent.spawn(replicas.wrote)
+        late = gevent.spawn(late_work)
         gevent.sleep(0.05)
-    gevent.joinall([*requests, round_], raise_error=True)
+    gevent.joinall([*requests, late], raise_error=True)
+    return late, checkouts[1] is late  # checkouts[0]: the holder
+
+
+def test_the_invalidation_rounds_wal_position_read_goes_ahead_of_waiting_requests(
+        postgres, memcached, cache_flushed):
+    # Every writer of an invalidation round waits for it to answer; behind
+    # the requests already waiting for a connection it would wait as long as
+    # each of them does, and they would wait twice.
+    from app.cache import Cache
+    from app.replicas import LSN_KEY, Replicas
+
+    pool = Pool(postgres.dsn(), size=1, timeout=5)
+    cache = Cache([("127.0.0.1", memcached.port)], timeout=1)
+    round_, went_ahead = second_checkout(pool, Replicas(pool, cache).wrote)
     assert round_.value == [], "the mark was not raised"
     assert cache.get(LSN_KEY).isdigit()
-    assert checkouts[1] is round_, "the round waited behind the requests"  # [0]: the holder
+    assert went_ahead, "the round waited behind the requests"
     cache.close()
     pool.close()
 
@@ -287,26 +296,7 @@ def test_the_cache_epoch_poll_goes_ahead_of_waiting_requests(postgres, db):
     pool = Pool(postgres.dsn(), size=1, timeout=5)
     epochs = Epochs(pool, interval=60)
     epochs.watch(["127.0.0.1:1"])
-    checkouts = []
-    acquire = pool.acquire
-
-    def recording_acquire(*, ahead=False):
-        conn = acquire(ahead=ahead)
-        checkouts.append(gevent.getcurrent())
-        return conn
-
-    pool.acquire = recording_acquire
-
-    def request():
-        with pool.connection() as conn, conn.cursor() as cur:
-            cur.execute("SELECT 1")
-
-    with pool.connection():
-        requests = [gevent.spawn(request) for _ in range(3)]
-        gevent.sleep(0.05)
-        poll = gevent.spawn(epochs.refresh)
-        gevent.sleep(0.05)
-    gevent.joinall([*requests, poll], raise_error=True)
+    poll, went_ahead = second_checkout(pool, epochs.refresh)
     assert poll.value is True
-    assert checkouts[1] is poll, "the poll waited behind the requests"  # [0]: the holder
+    assert went_ahead, "the poll waited behind the requests"
     pool.close()

@@ -160,9 +160,11 @@ def test_a_timeout_the_timer_refuses_leaves_no_one_in_line():
     assert slots.free == 1  # the slot was not handed to a waiter that is gone
 
 
-def test_an_ahead_waiter_is_served_before_those_already_waiting():
-    # The cache invalidation round that every waiting writer waits for asks
-    # ahead: it must not wait for each of them to have had a slot first.
+def served_in_order(arrivals):
+    """Queue ``(name, ahead)`` waiters on one held slot, in that order; release it.
+
+    Returns the names in the order the slot reached them.
+    """
     slots = Slots(1)
     assert slots.acquire(1.0)
     served = []
@@ -172,15 +174,22 @@ def test_an_ahead_waiter_is_served_before_those_already_waiting():
         served.append(name)
         slots.release()
 
-    line = [gevent.spawn(customer, n, False) for n in ("first", "second")]
-    gevent.sleep(0)
-    line.append(gevent.spawn(customer, "ahead", True))
-    gevent.sleep(0)
-    assert slots.waiting == 3
+    line = []
+    for name, ahead in arrivals:
+        line.append(gevent.spawn(customer, name, ahead))
+        gevent.sleep(0)  # in line before the next one comes
+    assert slots.waiting == len(arrivals)
     slots.release()
     gevent.joinall(line, raise_error=True)
-    assert served == ["ahead", "first", "second"]
     assert slots.free == 1 and slots.waiting == 0
+    return served
+
+
+def test_an_ahead_waiter_is_served_before_those_already_waiting():
+    # The cache invalidation round that every waiting writer waits for asks
+    # ahead: it must not wait for each of them to have had a slot first.
+    assert served_in_order([("first", False), ("second", False), ("ahead", True)]) == [
+        "ahead", "first", "second"]
 
 
 def test_an_ahead_caller_takes_a_free_slot_at_once_and_no_slot_held_by_another():
@@ -195,23 +204,8 @@ def test_an_ahead_caller_takes_a_free_slot_at_once_and_no_slot_held_by_another()
 
 
 def test_ahead_waiters_are_served_in_the_order_they_came_before_the_others():
-    slots = Slots(1)
-    assert slots.acquire(1.0)
-    served = []
-
-    def customer(name, ahead):
-        assert slots.acquire(2.0, ahead=ahead)
-        served.append(name)
-        slots.release()
-
-    line = []
-    for name, ahead in (("plain 1", False), ("ahead 1", True), ("plain 2", False),
-                        ("ahead 2", True)):
-        line.append(gevent.spawn(customer, name, ahead))
-        gevent.sleep(0)
-    slots.release()
-    gevent.joinall(line, raise_error=True)
-    assert served == ["ahead 1", "ahead 2", "plain 1", "plain 2"]
+    arrivals = [("plain 1", False), ("ahead 1", True), ("plain 2", False), ("ahead 2", True)]
+    assert served_in_order(arrivals) == ["ahead 1", "ahead 2", "plain 1", "plain 2"]
 
 
 def test_an_ahead_waiter_killed_after_it_was_handed_a_slot_passes_it_on():
